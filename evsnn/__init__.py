@@ -1,0 +1,26 @@
+"""evsnn: convert trained PyTorch networks to spiking networks, store them as
+HDF5, and simulate them event-driven with exact synaptic-operation counts.
+"""
+
+from ._version import __version__
+from .errors import (
+    AccuracyWarning,
+    ConversionError,
+    EfficiencyWarning,
+    EngineError,
+    EvsnnError,
+    EvsnnWarning,
+    FormatError,
+    ModelError,
+    UnsupportedVersionError,
+)
+from .model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
+from .ops import Conv2d, Dense, Sparse
+
+__all__ = [
+    "__version__",
+    "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
+    "Dense", "Conv2d", "Sparse",
+    "EvsnnError", "ModelError", "ConversionError", "FormatError", "UnsupportedVersionError",
+    "EngineError", "EvsnnWarning", "AccuracyWarning", "EfficiencyWarning",
+]

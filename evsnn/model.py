@@ -1,0 +1,646 @@
+r"""The intermediate representation (IR): :class:`SpikingModel` and its parts.
+
+A network is populations of neurons joined by projections, the Brian2/PyNN
+picture (NeuronGroup + Synapses) that maps one-to-one onto NIR nodes and
+edges and onto the groups of an evsnn HDF5 file. The IR is the only thing
+that passes between converters, storage and engines.
+
+Every class is a frozen dataclass that validates and normalises itself on
+construction (arrays become read-only copies) and raises
+:class:`~evsnn.errors.ModelError` naming the offending layer. Equality is
+bit-exact: two models are equal when every array has the same dtype, shape
+and bytes.
+
+Update order of one step of length ``dt`` (all engines follow it):
+
+1. integrate: IF :math:`v \leftarrow v + I + b`, LIF :math:`v \leftarrow \beta v + I + b`;
+2. spike where :math:`v \ge \theta`;
+3. reset: ``"subtract"`` :math:`v \leftarrow v - \theta`, ``"zero"`` :math:`v \leftarrow v_{reset}`;
+4. spikes of step ``t`` reach the target's input at step ``t + delay``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .checks import check_array, check_name, check_shape
+from .errors import ModelError
+from .ops import Conv2d, Dense, Operator, Sparse
+
+__all__ = ["InputSpec", "NeuronSpec", "Population", "Projection", "SpikingModel", "INPUT"]
+
+#: Name by which projections refer to the model's input.
+INPUT = "input"
+
+ENCODINGS = ("current", "poisson", "regular")
+NEURON_KINDS = ("if", "lif", "srm")
+RESETS = ("subtract", "zero")
+READOUTS = ("count", "membrane")
+
+
+def _check_choice(value: object, choices: tuple[str, ...], *, where: str, name: str) -> str:
+    if value not in choices:
+        raise ModelError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+    return value  # type: ignore[return-value]
+
+
+def _check_real(value: object, *, where: str, name: str, low: float | None = None,
+                low_open: bool = False, high: float | None = None) -> float:
+    """A finite Python float within optional bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ModelError(f"{where}: {name} must be a real number, got {value!r}.")
+    v = float(value)
+    bad = not math.isfinite(v)
+    if low is not None:
+        bad |= v <= low if low_open else v < low
+    if high is not None:
+        bad |= v > high
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"<= {high}"
+        rng = " and ".join(s for s in (lo, hi) if s) or "finite"
+        raise ModelError(f"{where}: {name} must be {rng}, got {value!r}.")
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class InputSpec:
+    """What the model receives, and how analog input becomes spikes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of one sample, e.g. ``(1, 28, 28)``.
+    encoding : {"current", "poisson", "regular"}, default="current"
+        ``current`` injects ``scale * x`` into the first layer every step;
+        ``poisson`` spikes with probability ``x * max_rate * dt`` per step;
+        ``regular`` spikes deterministically at rate ``x * max_rate``.
+    max_rate : float, Hz, default=1000.0
+        Rate of an input of value 1 (with ``dt = 1 ms``, one spike per step).
+    scale : float, default=1.0
+        Gain of the ``current`` encoding.
+    """
+
+    shape: tuple[int, ...]
+    encoding: str = "current"
+    max_rate: float = 1000.0
+    scale: float = 1.0
+    kind: ClassVar[str] = "input"
+
+    def __post_init__(self) -> None:
+        where = "InputSpec"
+        object.__setattr__(self, "shape", check_shape(self.shape, where=where, name="shape"))
+        object.__setattr__(self, "encoding", _check_choice(self.encoding, ENCODINGS, where=where, name="encoding"))
+        object.__setattr__(self, "max_rate", _check_real(self.max_rate, where=where, name="max_rate", low=0, low_open=True))
+        object.__setattr__(self, "scale", _check_real(self.scale, where=where, name="scale"))
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __eq__(self, other: object) -> bool:
+        return _same(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronSpec:
+    r"""Neuron model of a population.
+
+    .. math::
+
+        v[t] = \beta\, v[t-1] + I[t] + b, \qquad
+        s[t] = [v[t] \ge \theta], \qquad
+        v[t] \leftarrow \begin{cases} v[t] - \theta s[t] & \text{reset="subtract"} \\
+                                     v_{reset} & \text{reset="zero" and } s[t]=1 \end{cases}
+
+    Parameters
+    ----------
+    kind : {"if", "lif", "srm"}, default="if"
+        ``if`` integrate-and-fire (``beta`` must be 1); ``lif`` leaky
+        integrate-and-fire; ``srm`` spike-response model with an alpha PSP
+        kernel :math:`(t/\tau_s)\,e^{1 - t/\tau_s}` and an exponential
+        refractory kernel of time constant :math:`\tau_r`.
+    threshold : float or array, default=1.0
+        :math:`\theta > 0`; an array must have the population's shape.
+    reset : {"subtract", "zero"}, default="subtract"
+        Soft reset (usual for ANN-to-SNN conversion) or hard reset to ``v_reset``.
+    v_reset : float, default=0.0
+        Potential after a hard reset.
+    beta : float, default=1.0
+        Leak factor per step, :math:`e^{-dt/\tau_{mem}}`, in (0, 1].
+    tau_syn, tau_refr : float, seconds, optional
+        SRM kernel time constants; required for ``srm``, not allowed otherwise.
+    v_init_fraction : float, default=0.0
+        Initial membrane potential as a fraction of the threshold (0.5 gives
+        :math:`\theta/2`).
+    """
+
+    kind: str = "if"
+    threshold: float | np.ndarray = 1.0
+    reset: str = "subtract"
+    v_reset: float = 0.0
+    beta: float = 1.0
+    tau_syn: float | None = None
+    tau_refr: float | None = None
+    v_init_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        where = "NeuronSpec"
+        kind = _check_choice(self.kind, NEURON_KINDS, where=where, name="kind")
+        object.__setattr__(self, "reset", _check_choice(self.reset, RESETS, where=where, name="reset"))
+        if np.ndim(self.threshold) == 0 and not isinstance(self.threshold, np.ndarray):
+            threshold: float | np.ndarray = _check_real(
+                self.threshold, where=where, name="threshold", low=0, low_open=True)
+        else:
+            threshold = check_array(self.threshold, where=where, name="threshold", ensure_positive=True)
+        object.__setattr__(self, "threshold", threshold)
+        object.__setattr__(self, "v_reset", _check_real(self.v_reset, where=where, name="v_reset"))
+        beta = _check_real(self.beta, where=where, name="beta", low=0, low_open=True, high=1)
+        if kind == "if" and beta != 1.0:
+            raise ModelError(f"{where}: beta must be 1.0 for kind 'if' (no leak), got {beta!r}. Use kind='lif'.")
+        object.__setattr__(self, "beta", beta)
+        for name in ("tau_syn", "tau_refr"):
+            value = getattr(self, name)
+            if kind == "srm":
+                if value is None:
+                    raise ModelError(f"{where}: {name} (seconds) is required for kind 'srm'.")
+                value = _check_real(value, where=where, name=name, low=0, low_open=True)
+            elif value is not None:
+                raise ModelError(f"{where}: {name} applies only to kind 'srm', got {value!r} for kind {kind!r}.")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "v_init_fraction",
+                           _check_real(self.v_init_fraction, where=where, name="v_init_fraction"))
+
+    def describe(self) -> str:
+        """One line, e.g. ``if θ=1 subtract``."""
+        th = (f"{self.threshold:g}" if isinstance(self.threshold, float)
+              else f"[{self.threshold.min():.3g}..{self.threshold.max():.3g}]")
+        parts = [self.kind, f"θ={th}", self.reset if self.reset == "subtract" else f"zero→{self.v_reset:g}"]
+        if self.kind == "lif":
+            parts.append(f"β={self.beta:g}")
+        if self.kind == "srm":
+            parts.append(f"τs={self.tau_syn:g}s τr={self.tau_refr:g}s")
+        if self.v_init_fraction:
+            parts.append(f"v0={self.v_init_fraction:g}θ")
+        return " ".join(parts)
+
+    def __eq__(self, other: object) -> bool:
+        return _same(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """A group of identical spiking neurons (Brian2's NeuronGroup, NIR's neuron node).
+
+    Parameters
+    ----------
+    name : str
+        A Python identifier, unique in the model (not ``"input"``).
+    shape : tuple of int
+        E.g. ``(1200,)`` or ``(12, 24, 24)`` (channels, height, width).
+    neuron : NeuronSpec, default=NeuronSpec()
+    bias : array of the population's shape, optional
+        Constant input current added every step.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    bias: np.ndarray | None = None
+    kind: ClassVar[str] = "population"
+
+    def __post_init__(self) -> None:
+        check_name(self.name, what="Population")
+        if self.name == INPUT:
+            raise ModelError(f"Population name {INPUT!r} is reserved for the model input; rename it.")
+        where = f"Population {self.name!r}"
+        shape = check_shape(self.shape, where=where, name="shape")
+        object.__setattr__(self, "shape", shape)
+        if not isinstance(self.neuron, NeuronSpec):
+            raise ModelError(f"{where}: neuron must be a NeuronSpec, got {type(self.neuron).__name__}.")
+        th = self.neuron.threshold
+        if isinstance(th, np.ndarray) and th.shape != shape:
+            raise ModelError(f"{where}: threshold must be a scalar or have shape {shape}, got {th.shape}.")
+        if self.bias is not None:
+            object.__setattr__(self, "bias", check_array(self.bias, where=where, name="bias", shape=shape))
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __repr__(self) -> str:
+        bias = "" if self.bias is None else ", bias"
+        return f"Population({self.name!r}, shape={self.shape}, {self.neuron.describe()}{bias})"
+
+    def __eq__(self, other: object) -> bool:
+        return _same(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """Synapses from ``source`` (a population or ``"input"``) to ``target``.
+
+    Parameters
+    ----------
+    name : str
+        A Python identifier, unique among projections.
+    source, target : str
+        Population names; ``source`` may be ``"input"``.
+    op : Dense, Conv2d or Sparse
+        The linear operator applied to the source's spikes.
+    delay : int, steps, default=0
+        Spikes of step ``t`` arrive at step ``t + delay``. Cycles are allowed
+        only through projections with ``delay >= 1``.
+    """
+
+    name: str
+    source: str
+    target: str
+    op: Operator
+    delay: int = 0
+    kind: ClassVar[str] = "projection"
+
+    def __post_init__(self) -> None:
+        check_name(self.name, what="Projection")
+        where = f"Projection {self.name!r}"
+        for end in ("source", "target"):
+            value = getattr(self, end)
+            if not isinstance(value, str):
+                raise ModelError(f"{where}: {end} must be a population name, got {value!r}.")
+        if not isinstance(self.op, (Dense, Conv2d, Sparse)):
+            raise ModelError(f"{where}: op must be Dense, Conv2d or Sparse, got {type(self.op).__name__}.")
+        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, np.integer)) or self.delay < 0:
+            raise ModelError(f"{where}: delay must be an integer number of steps >= 0, got {self.delay!r}.")
+        object.__setattr__(self, "delay", int(self.delay))
+
+    def __repr__(self) -> str:
+        return f"Projection({self.name!r}, {self.source} -> {self.target}, {_describe_op(self.op)}, delay={self.delay})"
+
+    def __eq__(self, other: object) -> bool:
+        return _same(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class SpikingModel:
+    """A spiking network: input, populations in topological order, projections.
+
+    Parameters
+    ----------
+    input : InputSpec
+    populations : sequence of Population
+        In topological order: a projection with ``delay == 0`` must go from an
+        earlier population (or the input) to a later one.
+    projections : sequence of Projection
+        Several projections may enter one population; their currents add.
+    output : str, optional
+        Name of the output population; default the last one.
+    readout : {"count", "membrane"}, default="count"
+        ``count``: the prediction is the output neuron with most spikes;
+        ``membrane``: the output population never spikes and the prediction
+        is the largest integrated input.
+    dt : float, seconds, default=1e-3
+        Length of one step.
+    provenance : mapping, optional
+        How the model was made (source network, normalization and its
+        factors, seed, versions). Values: str, int, float, bool, None, lists
+        of those, numpy arrays, and nested mappings with str keys.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from evsnn import SpikingModel, InputSpec, Population, Projection, Dense
+    >>> m = SpikingModel(
+    ...     input=InputSpec((2,)),
+    ...     populations=[Population("out", (3,))],
+    ...     projections=[Projection("w", "input", "out", Dense(np.ones((3, 2))))],
+    ... )
+    >>> m.n_neurons, m.n_synapses()
+    (3, 6)
+    """
+
+    input: InputSpec
+    populations: tuple[Population, ...]
+    projections: tuple[Projection, ...]
+    output: str | None = None
+    readout: str = "count"
+    dt: float = 1e-3
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = "SpikingModel"
+        if not isinstance(self.input, InputSpec):
+            raise ModelError(f"{where}: input must be an InputSpec, got {type(self.input).__name__}.")
+        pops = _as_tuple(self.populations, Population, where=where, name="populations")
+        projs = _as_tuple(self.projections, Projection, where=where, name="projections")
+        if not pops:
+            raise ModelError(f"{where}: populations must not be empty.")
+        object.__setattr__(self, "populations", pops)
+        object.__setattr__(self, "projections", projs)
+        output = pops[-1].name if self.output is None else self.output
+        object.__setattr__(self, "output", output)
+        object.__setattr__(self, "readout", _check_choice(self.readout, READOUTS, where=where, name="readout"))
+        object.__setattr__(self, "dt", _check_real(self.dt, where=where, name="dt", low=0, low_open=True))
+        object.__setattr__(self, "provenance", _freeze_provenance(self.provenance, "provenance"))
+        problems = self._problems()
+        if problems:
+            listing = "\n".join(f"  - {p}" for p in problems)
+            raise ModelError(f"{where}: {len(problems)} problem(s) found:\n{listing}")
+
+    def _problems(self) -> list[str]:
+        """Whole-model checks (Brian2's ``before_run``): every offender, not just the first."""
+        problems = []
+        order = {INPUT: -1}
+        for i, p in enumerate(self.populations):
+            if p.name in order:
+                problems.append(f"Population {p.name!r}: name is used more than once.")
+            order.setdefault(p.name, i)
+        shapes = {INPUT: self.input.shape, **{p.name: p.shape for p in self.populations}}
+        seen: set[str] = set()
+        for pr in self.projections:
+            where = f"Projection {pr.name!r}"
+            if pr.name in seen:
+                problems.append(f"{where}: name is used more than once.")
+            seen.add(pr.name)
+            missing = [(end, n) for end, n in (("source", pr.source), ("target", pr.target)) if n not in shapes]
+            if pr.target == INPUT:
+                missing.append(("target", INPUT))
+            for end, n in missing:
+                problems.append(f"{where}: {end} {n!r} is not a population of this model.")
+            if missing:
+                continue
+            problems += _shape_problems(pr, shapes[pr.source], shapes[pr.target])
+            if pr.delay == 0 and order[pr.source] >= order[pr.target]:
+                problems.append(
+                    f"{where}: delay-0 projection from {pr.source!r} to {pr.target!r} goes against the "
+                    "population order; list populations in topological order, or give a recurrent "
+                    "projection delay >= 1."
+                )
+        if self.output not in order or self.output == INPUT:
+            problems.append(f"output {self.output!r} is not a population of this model.")
+        return problems
+
+    # --- access -------------------------------------------------------------------------
+    def population(self, name: str) -> Population:
+        """The population called ``name``."""
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise KeyError(f"no population {name!r}; populations: {[p.name for p in self.populations]}")
+
+    def projections_into(self, name: str) -> tuple[Projection, ...]:
+        """Projections whose target is ``name``, in model order."""
+        return tuple(pr for pr in self.projections if pr.target == name)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations)
+
+    @property
+    def n_params(self) -> int:
+        """Stored weights, biases and per-neuron thresholds."""
+        n = sum(pr.op.n_params for pr in self.projections)
+        for p in self.populations:
+            n += 0 if p.bias is None else p.bias.size
+            n += p.neuron.threshold.size if isinstance(p.neuron.threshold, np.ndarray) else 0
+        return n
+
+    def n_synapses(self) -> int:
+        """(pre, post) pairs with a non-zero weight, over all projections."""
+        return sum(pr.op.n_synapses() for pr in self.projections)
+
+    def replace(self, **changes: Any) -> "SpikingModel":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- the analog network this SNN approximates -----------------------------------------
+    def ann_forward(self, x: np.ndarray, *, clip_rates: bool = False) -> dict[str, np.ndarray]:
+        r"""Rate-model forward pass: the ANN that conversion maps onto this SNN.
+
+        Each population's rate in spikes per step is
+        :math:`a = \max(0, \sum_p W_p a_{src} + b) / \theta` (clipped to 1 with
+        ``clip_rates``, since a neuron spikes at most once per step); a
+        ``membrane`` readout returns its input current unrectified. The input
+        rate is ``scale * x`` for ``current`` and ``x * max_rate * dt``
+        (clipped to 1) for spike encodings. Delays are ignored (steady state).
+
+        Parameters
+        ----------
+        x : array, shape (batch, *input.shape)
+
+        Returns
+        -------
+        dict
+            Population name -> activations of shape ``(batch, size)``.
+        """
+        x = np.asarray(x)
+        if x.shape[1:] != self.input.shape:
+            raise ModelError(f"ann_forward: x must have shape (batch, {', '.join(map(str, self.input.shape))}), "
+                             f"got {x.shape}.")
+        flat = x.reshape(x.shape[0], -1)
+        if self.input.encoding == "current":
+            acts = {INPUT: flat * self.input.scale}
+        else:
+            acts = {INPUT: np.clip(flat * self.input.max_rate * self.dt, 0, 1)}
+        for pop in self.populations:
+            current = sum(pr.op.forward(acts[pr.source]) for pr in self.projections_into(pop.name))
+            current = current + (0 if pop.bias is None else pop.bias.reshape(-1))
+            current = np.broadcast_to(current, (flat.shape[0], pop.size))
+            if pop.name == self.output and self.readout == "membrane":
+                acts[pop.name] = current
+                continue
+            th = pop.neuron.threshold
+            rate = np.maximum(current, 0) / (th.reshape(-1) if isinstance(th, np.ndarray) else th)
+            acts[pop.name] = np.minimum(rate, 1) if clip_rates else rate
+        del acts[INPUT]
+        return acts
+
+    # --- display --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        pops = ", ".join(f"{p.name}{p.shape}" for p in self.populations)
+        return (f"SpikingModel(input={self.input.shape} {self.input.encoding}, populations=[{pops}], "
+                f"projections={len(self.projections)}, neurons={self.n_neurons}, "
+                f"readout={self.readout!r} of {self.output!r}, dt={self.dt:g})")
+
+    def summary(self) -> str:
+        """A readable table: layers, shapes, neurons, parameters, synapses and provenance."""
+        return _summary(self)
+
+    def __eq__(self, other: object) -> bool:
+        return _same(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _as_tuple(items: object, cls: type, *, where: str, name: str) -> tuple:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ModelError(f"{where}: {name} must be a sequence of {cls.__name__}, got {type(items).__name__}.")
+    items = tuple(items)
+    for i, item in enumerate(items):
+        if not isinstance(item, cls):
+            raise ModelError(f"{where}: {name}[{i}] must be a {cls.__name__}, got {type(item).__name__}.")
+    return items
+
+
+def _shape_problems(pr: Projection, src: tuple[int, ...], dst: tuple[int, ...]) -> list[str]:
+    where, op = f"Projection {pr.name!r}", pr.op
+    problems = []
+    if isinstance(op, Conv2d):
+        if op.in_shape != src:
+            problems.append(f"{where}: conv2d input_shape must equal the shape of {pr.source!r}, "
+                            f"{src}, got {op.in_shape}.")
+        if op.out_shape != dst:
+            problems.append(f"{where}: conv2d output shape must equal the shape of {pr.target!r}, "
+                            f"{dst}, got {op.out_shape}.")
+        return problems
+    n_src, n_dst = math.prod(src), math.prod(dst)
+    if op.n_in != n_src:
+        problems.append(f"{where}: {op.kind} input size must equal the size of {pr.source!r}, {n_src}, "
+                        f"got {op.n_in}.")
+    if op.n_out != n_dst:
+        problems.append(f"{where}: {op.kind} output size must equal the size of {pr.target!r}, {n_dst}, "
+                        f"got {op.n_out}.")
+    return problems
+
+
+# --- provenance ---------------------------------------------------------------------------
+def _freeze_provenance(value: object, path: str) -> Mapping[str, Any]:
+    """Normalise provenance to JSON-like values and arrays, so that it survives a file round trip."""
+    if not isinstance(value, Mapping):
+        raise ModelError(f"SpikingModel: {path} must be a mapping, got {type(value).__name__}.")
+    out = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
+            raise ModelError(f"SpikingModel: {path} keys must be non-empty strings without '/' "
+                             f"or a leading '.', got {key!r}.")
+        out[key] = _provenance_value(item, f"{path}/{key}")
+    return MappingProxyType(out)
+
+
+def _provenance_value(item: object, path: str) -> Any:
+    if isinstance(item, Mapping):
+        return _freeze_provenance(item, path)
+    if isinstance(item, np.ndarray):
+        if item.dtype.kind not in "biuf":
+            raise ModelError(f"SpikingModel: {path} must be a numeric array, got dtype {item.dtype}.")
+        arr = np.array(item, dtype=item.dtype.newbyteorder("="), order="C", copy=True)
+        arr.setflags(write=False)
+        return arr
+    if isinstance(item, np.generic):
+        item = item.item()
+    if isinstance(item, (list, tuple)):
+        return [_provenance_value(v, f"{path}[{i}]") for i, v in enumerate(item)]
+    if item is None or isinstance(item, (bool, int, float, str)):
+        json.dumps(item)  # every remaining value must be JSON-encodable
+        return item
+    raise ModelError(
+        f"SpikingModel: {path} must be str, int, float, bool, None, a list, a numpy array or a "
+        f"mapping, got {type(item).__name__}. Convert it, e.g. with str()."
+    )
+
+
+def provenance_to_dict(prov: Mapping[str, Any]) -> dict[str, Any]:
+    """Provenance as plain nested dicts (arrays become lists), e.g. for JSON output."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+    return plain(prov)
+
+
+# --- equality -----------------------------------------------------------------------------
+def _same(a: object, b: object) -> bool:
+    """Bit-exact structural equality (arrays: dtype, shape and bytes)."""
+    if type(a) is not type(b) and not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+        return False
+    if dataclasses.is_dataclass(a):
+        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+# --- summary ------------------------------------------------------------------------------
+def _describe_op(op: Operator) -> str:
+    if isinstance(op, Conv2d):
+        co, ci, kh, kw = op.weight.shape
+        extra = "".join(f" {n}={v[0]}" if v[0] == v[1] else f" {n}={v}"
+                        for n, v in (("stride", op.stride), ("padding", op.padding)) if v != (1, 1) or n == "padding")
+        return f"conv2d {ci}→{co} {kh}x{kw}{extra}"
+    if isinstance(op, Dense):
+        return f"dense {op.n_in}→{op.n_out}"
+    return f"sparse {op.n_in}→{op.n_out}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [fmt(header), *(fmt(r) for r in rows)]
+
+
+def _summary(m: SpikingModel) -> str:
+    syn = {pr.name: (pr.op.n_synapses(), pr.op.n_connections()) for pr in m.projections}
+    total_syn = sum(s for s, _ in syn.values())
+    inp = m.input
+    enc = f"scale={inp.scale:g}" if inp.encoding == "current" else f"max_rate={inp.max_rate:g} Hz"
+    lines = [
+        f"SpikingModel: {len(m.populations)} populations, {m.n_neurons:,} neurons, "
+        f"{len(m.projections)} projections, {total_syn:,} synapses, {m.n_params:,} parameters",
+        f"dt={m.dt:g} s, readout={m.readout} of {m.output!r}",
+        f"input: shape={inp.shape}, encoding={inp.encoding}, {enc}",
+        "",
+    ]
+    lines += _table(
+        ["population", "shape", "neurons", "neuron", "bias"],
+        [[p.name, str(p.shape), f"{p.size:,}", p.neuron.describe(), "-" if p.bias is None else "yes"]
+         for p in m.populations],
+    )
+    lines.append("")
+    lines += _table(
+        ["projection", "source → target", "op", "delay", "weights", "synapses", "connections"],
+        [[pr.name, f"{pr.source} → {pr.target}", _describe_op(pr.op), str(pr.delay), f"{pr.op.n_params:,}",
+          f"{syn[pr.name][0]:,}", f"{syn[pr.name][1]:,}"] for pr in m.projections],
+    )
+    if m.provenance:
+        lines += ["", "provenance:"]
+        lines += _provenance_lines(m.provenance, "  ")
+    return "\n".join(lines)
+
+
+def _provenance_lines(prov: Mapping[str, Any], indent: str) -> list[str]:
+    lines = []
+    for key, value in prov.items():
+        if isinstance(value, Mapping):
+            lines.append(f"{indent}{key}:")
+            lines += _provenance_lines(value, indent + "  ")
+        elif isinstance(value, np.ndarray):
+            lines.append(f"{indent}{key}: array {value.dtype} {value.shape}")
+        else:
+            text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+            lines.append(f"{indent}{key}: {text if len(text) <= 100 else text[:97] + '...'}")
+    return lines
