@@ -14,11 +14,13 @@ from .errors import (
     ModelError,
     UnsupportedVersionError,
 )
+from .io.hdf5 import load, save
 from .model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from .ops import Conv2d, Dense, Sparse
 
 __all__ = [
     "__version__",
+    "save", "load",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "FormatError", "UnsupportedVersionError",

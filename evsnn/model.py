@@ -525,9 +525,9 @@ def _freeze_provenance(value: object, path: str) -> Mapping[str, Any]:
         raise ModelError(f"SpikingModel: {path} must be a mapping, got {type(value).__name__}.")
     out = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
-            raise ModelError(f"SpikingModel: {path} keys must be non-empty strings without '/' "
-                             f"or a leading '.', got {key!r}.")
+        if not isinstance(key, str) or not key or "/" in key or key.startswith((".", "encoding-")):
+            raise ModelError(f"SpikingModel: {path} keys must be non-empty strings without '/', "
+                             f"a leading '.' or the reserved prefix 'encoding-', got {key!r}.")
         out[key] = _provenance_value(item, f"{path}/{key}")
     return MappingProxyType(out)
 
