@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -82,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (EvsnnError, FileNotFoundError) as err:
         print(f"evsnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

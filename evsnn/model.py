@@ -642,5 +642,6 @@ def _provenance_lines(prov: Mapping[str, Any], indent: str) -> list[str]:
             lines.append(f"{indent}{key}: array {value.dtype} {value.shape}")
         else:
             text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+            text = " ".join(text.split())  # one line, even for a multi-line repr
             lines.append(f"{indent}{key}: {text if len(text) <= 100 else text[:97] + '...'}")
     return lines
