@@ -18,7 +18,19 @@ from .io.hdf5 import load, save
 from .model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from .ops import Conv2d, Dense, Sparse
 
+
+
+def __getattr__(name: str):
+    """``evsnn.convert`` is imported on first use, so that ``import evsnn`` does not load torch."""
+    if name == "convert":
+        from .converters import convert
+
+        return convert
+    raise AttributeError(f"module 'evsnn' has no attribute {name!r}")
+
+
 __all__ = [
+    "convert",
     "__version__",
     "save", "load",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
