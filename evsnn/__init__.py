@@ -11,6 +11,7 @@ from .errors import (
     EvsnnError,
     EvsnnWarning,
     FormatError,
+    InputError,
     ModelError,
     UnsupportedVersionError,
 )
@@ -35,6 +36,6 @@ __all__ = [
     "save", "load",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
-    "EvsnnError", "ModelError", "ConversionError", "FormatError", "UnsupportedVersionError",
+    "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",
     "EngineError", "EvsnnWarning", "AccuracyWarning", "EfficiencyWarning",
 ]

@@ -6,6 +6,7 @@ Each class also inherits the built-in exception it specialises, so that
     EvsnnError
     ├── ModelError(ValueError)         invalid IR / failed validation
     ├── ConversionError(ValueError)    unsupported layer or activation
+    ├── InputError(ValueError)         simulation input: shape, NaN, steps, rates
     ├── FormatError(OSError)           unreadable file, bad encoding
     │   └── UnsupportedVersionError    newer or unknown format/encoding version
     └── EngineError(RuntimeError)      unknown engine, missing optional dependency
@@ -17,6 +18,7 @@ __all__ = [
     "EvsnnError",
     "ModelError",
     "ConversionError",
+    "InputError",
     "FormatError",
     "UnsupportedVersionError",
     "EngineError",
@@ -36,6 +38,10 @@ class ModelError(EvsnnError, ValueError):
 
 class ConversionError(EvsnnError, ValueError):
     """A network cannot be converted (unsupported layer, activation or shape)."""
+
+
+class InputError(EvsnnError, ValueError):
+    """Simulation input is invalid: wrong shape, NaN, negative rates, steps <= 0."""
 
 
 class FormatError(EvsnnError, OSError):
