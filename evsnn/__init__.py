@@ -18,6 +18,9 @@ from .errors import (
 from .io.hdf5 import load, save
 from .model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from .ops import Conv2d, Dense, Sparse
+from .encoding import EncodedInput, encode
+from .result import Result
+from .simulation import simulate
 
 
 
@@ -33,7 +36,7 @@ def __getattr__(name: str):
 __all__ = [
     "convert",
     "__version__",
-    "save", "load",
+    "save", "load", "simulate", "encode", "EncodedInput", "Result",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

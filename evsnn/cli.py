@@ -1,4 +1,4 @@
-"""The ``evsnn`` command: ``evsnn info model.h5``, ``evsnn demo``."""
+"""The ``evsnn`` command: ``evsnn info``, ``evsnn run``, ``evsnn demo``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ._version import __version__
-from .errors import EvsnnError
+from .errors import EvsnnError, InputError
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -39,6 +39,55 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .io.datasets import mnist_split
+    from .io.hdf5 import load
+    from .simulation import simulate
+
+    model = load(args.model)
+    data = mnist_split()
+    if not 1 <= args.samples <= len(data.x_test):
+        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
+    x, y = data.x_test[: args.samples], data.y_test[: args.samples]
+    result = simulate(model, x, engine=args.engine, steps=args.steps, encoding=args.encoding, seed=args.seed,
+                      max_rate=args.max_rate, batch_size=args.batch_size, dtype=args.dtype,
+                      progress=not args.quiet and not args.json)
+    summary = {"model": args.model, "data": f"bundled MNIST evaluation images [8000:{8000 + args.samples}]",
+               **result.summary(y)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_run_summary(summary))
+    return 0
+
+
+def format_run_summary(s: dict) -> str:
+    """The text report of ``evsnn run``."""
+    st = s["settings"]
+    lines = [
+        f"{s['model']}: engine={s['engine']}, {s['samples']} samples ({s['data']})",
+        f"steps={st['steps']} dt={st['dt']:g} s encoding={st['encoding']}"
+        + (f" max_rate={st['max_rate']:g} Hz seed={st['seed']}" if st["encoding"] != "current" else "")
+        + f" dtype={st['dtype']} batch={st['batch_size']}",
+        f"accuracy: {100 * s['accuracy']:.2f}%",
+        "accuracy vs step: " + "  ".join(f"{t}: {100 * a:.1f}%" for t, a in s["accuracy_vs_step"].items()),
+        "SOPs per sample (mean ± std over samples; a synapse = a non-zero weight):",
+    ]
+    for name, v in s["sops_per_sample"].items():
+        lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
+    tot, nom = s["sops_per_sample_total"], s["sops_nominal_per_sample_total"]
+    lines.append(f"  {'total':<12} {tot['mean']:>14,.0f} ± {tot['std']:,.0f}   (nominal fan-out: {nom['mean']:,.0f})")
+    if s["input_macs_per_sample"]:
+        lines.append("analog input MACs per sample (every step):")
+        for name, v in s["input_macs_per_sample"].items():
+            lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
+    lines.append("spikes per neuron per step: "
+                 + "  ".join(f"{k}: {v:.4f}" for k, v in s["spikes_per_neuron_per_step"].items()))
+    lines.append(f"wall time: {s['wall_time_s']:.2f} s ({1e3 * s['wall_time_per_sample_s']:.2f} ms/sample), "
+                 f"set-up {s['setup_time_s']:.2f} s")
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -50,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evsnn",
         description="Convert trained PyTorch networks to spiking networks, store them as HDF5, "
-                    "and inspect them.",
+                    "inspect them and simulate them event-driven with exact synaptic-operation counts.",
     )
     parser.add_argument("--version", action="version", version=f"evsnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="an evsnn HDF5 file")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_info)
+
+    run = sub.add_parser("run", help="simulate a saved model on the bundled MNIST evaluation images")
+    run.add_argument("model", help="an evsnn HDF5 file")
+    run.add_argument("--engine", default="event", help="simulation engine (default: event)")
+    run.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
+    run.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
+                     help="input encoding (default: the model's)")
+    run.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
+    run.add_argument("--samples", type=int, default=2000, help="evaluation images to run (default: 2000)")
+    run.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default: 64)")
+    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+    run.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
 
     demo = sub.add_parser(
         "demo",

@@ -1,0 +1,67 @@
+"""What an engine implements, and the per-batch record it fills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..encoding import EncodedInput
+from ..errors import EngineError
+from ..model import INPUT, SpikingModel
+
+__all__ = ["Engine", "BatchOutput"]
+
+
+@dataclass
+class BatchOutput:
+    """Everything an engine records for one batch of samples (arrays of shape (batch, steps, ...))."""
+
+    output: np.ndarray
+    spike_counts: dict[str, np.ndarray]
+    sops: dict[str, np.ndarray]
+    sops_nominal: dict[str, np.ndarray]
+    input_macs: dict[str, np.ndarray]
+    rasters: dict[str, list] = field(default_factory=dict)  # name -> [(sample, step, neuron) arrays]
+
+    @classmethod
+    def empty(cls, model: SpikingModel, encoded: EncodedInput, batch: int, record: frozenset[str]) -> "BatchOutput":
+        n_out, steps = model.population(model.output).size, encoded.steps
+        dtype = np.float64 if model.readout == "membrane" else np.int64
+        spiking_input = encoded.is_spiking
+        zeros = lambda: np.zeros((batch, steps), dtype=np.int64)  # noqa: E731
+        fed_by_spikes = [pr.name for pr in model.projections if pr.source != INPUT or spiking_input]
+        analog = [pr.name for pr in model.projections if pr.source == INPUT and not spiking_input]
+        return cls(
+            output=np.zeros((batch, steps, n_out), dtype=dtype),
+            spike_counts={p.name: zeros() for p in model.populations},
+            sops={name: zeros() for name in fed_by_spikes},
+            sops_nominal={name: zeros() for name in fed_by_spikes},
+            input_macs={name: zeros() for name in analog},
+            rasters={name: [] for name in record},
+        )
+
+
+class Engine:
+    """Base class: an engine is built once per model and runs batches of encoded input.
+
+    Subclasses set ``name`` and implement :meth:`run_batch`; set-up that depends
+    only on the model (connectivity tables, parameters) belongs in ``__init__``.
+    """
+
+    name = "engine"
+
+    def __init__(self, model: SpikingModel, *, dtype: str = "float32"):
+        if str(dtype) not in ("float32", "float64"):
+            raise EngineError(f"Engine {self.name!r}: dtype must be 'float32' or 'float64', got {dtype!r}.")
+        self.model = model
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def settings(self) -> dict:
+        """Engine options that a Result must record to be reproducible."""
+        return {"dtype": self.dtype.name}
+
+    def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
+        """Simulate samples ``start:stop`` of ``encoded`` for ``encoded.steps`` steps."""
+        raise NotImplementedError
