@@ -42,6 +42,7 @@ def _info(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .io.datasets import mnist_split
     from .io.hdf5 import load
+    from .result import format_summary
     from .simulation import simulate
 
     model = load(args.model)
@@ -57,41 +58,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(format_run_summary(summary))
+        print(format_summary(summary))
     return 0
-
-
-def format_run_summary(s: dict) -> str:
-    """The text report of ``evsnn run``."""
-    st = s["settings"]
-    lines = [
-        f"{s['model']}: engine={s['engine']}, {s['samples']} samples ({s['data']})",
-        f"steps={st['steps']} dt={st['dt']:g} s encoding={st['encoding']}"
-        + (f" max_rate={st['max_rate']:g} Hz seed={st['seed']}" if st["encoding"] != "current" else "")
-        + f" dtype={st['dtype']} batch={st['batch_size']}",
-        f"accuracy: {100 * s['accuracy']:.2f}%",
-        "accuracy vs step: " + "  ".join(f"{t}: {100 * a:.1f}%" for t, a in s["accuracy_vs_step"].items()),
-        "SOPs per sample (mean ± std over samples; a synapse = a non-zero weight):",
-    ]
-    for name, v in s["sops_per_sample"].items():
-        lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
-    tot, nom = s["sops_per_sample_total"], s["sops_nominal_per_sample_total"]
-    lines.append(f"  {'total':<12} {tot['mean']:>14,.0f} ± {tot['std']:,.0f}   (nominal fan-out: {nom['mean']:,.0f})")
-    if s["input_macs_per_sample"]:
-        lines.append("analog input MACs per sample (every step):")
-        for name, v in s["input_macs_per_sample"].items():
-            lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
-    lines.append("spikes per neuron per step: "
-                 + "  ".join(f"{k}: {v:.4f}" for k, v in s["spikes_per_neuron_per_step"].items()))
-    lines.append(f"wall time: {s['wall_time_s']:.2f} s ({1e3 * s['wall_time_per_sample_s']:.2f} ms/sample), "
-                 f"set-up {s['setup_time_s']:.2f} s")
-    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    run_demo(out=args.out, epochs=args.epochs, seed=args.seed, steps=args.steps, progress=not args.quiet)
     return 0
 
 
@@ -126,11 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="train the Diehl et al. (2015) MLP on the bundled MNIST split, convert it, save it, show it",
+        help="train the Diehl et al. (2015) MLP on the bundled MNIST split, convert, save and simulate it",
     )
     demo.add_argument("--out", default="model.h5", help="where to save the converted model (default: model.h5)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the tuned recipe's)")
     demo.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+    demo.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     return parser

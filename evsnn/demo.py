@@ -1,4 +1,4 @@
-"""``evsnn demo``: train the Diehl et al. MLP on the bundled MNIST split, convert it, save it, show it.
+"""``evsnn demo``: train the Diehl et al. MLP on the bundled MNIST split, convert, save, simulate it.
 
 Every number it prints is computed in the run; the same seed gives the same
 numbers on the same machine and library versions.
@@ -14,6 +14,8 @@ from ._version import __version__
 from .converters import convert
 from .io.datasets import mnist_split
 from .io.hdf5 import load, save
+from .result import format_summary
+from .simulation import simulate
 from .training import accuracy, diehl_mlp, train_classifier
 
 #: The tuned recipe (chosen on held-out training images, never on the evaluation split).
@@ -21,7 +23,7 @@ RECIPE = {"epochs": 10, "batch_size": 128, "lr": 3e-3, "dropout": 0.3, "max_shif
 
 
 def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0, progress: bool = True,
-             n_train: int = 8000) -> dict:
+             n_train: int = 8000, steps: int = 100) -> dict:
     """Run the demo and print its report; return the numbers it printed.
 
     Parameters
@@ -37,6 +39,8 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     n_train : int
         Training images taken from the start of the 8,000-image training split
         (fewer makes a quick smoke test).
+    steps : int
+        Simulation steps of the spiking run.
     """
     recipe = {**RECIPE, "epochs": RECIPE["epochs"] if epochs is None else epochs}
     data = mnist_split()
@@ -71,6 +75,15 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
 
     save(model, out)
     print(f"saved {out}\n")
-    print(load(out).summary())
+    saved = load(out)
+    print(saved.summary())
+
+    print(f"\nrunning the saved model on the event engine: {len(data.x_test)} evaluation images, "
+          f"{steps} steps, {saved.input.encoding} input (no normalization yet: thresholds 1)")
+    result = simulate(saved, data.x_test, steps=steps, progress=progress)
+    summary = {"model": out, **result.summary(data.y_test)}
+    print(format_summary(summary))
+    print(f"\nANN accuracy {100 * ann_acc:.2f}%, SNN accuracy {100 * summary['accuracy']:.2f}% after {steps} steps, "
+          f"{summary['sops_per_sample_total']['mean']:,.0f} SOPs per sample")
     return {"ann_accuracy": ann_acc, "train_seconds": train_s, "losses": losses, "max_forward_diff": max_diff,
-            "model": out}
+            "model": out, "snn": summary}

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Result", "Raster"]
+__all__ = ["Result", "Raster", "format_summary"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,3 +148,34 @@ class Result:
         out["wall_time_per_sample_s"] = self.wall_time / self.n_samples
         out["setup_time_s"] = self.setup_time
         return out
+
+
+def format_summary(s: dict) -> str:
+    """Text report of a :meth:`Result.summary` (as printed by ``evsnn run``); ``model``/``data`` keys optional."""
+    st = s["settings"]
+    lines = [
+        f"{s.get('model', 'model')}: engine={s['engine']}, {s['samples']} samples"
+        + (f" ({s['data']})" if "data" in s else ""),
+        f"steps={st['steps']} dt={st['dt']:g} s encoding={st['encoding']}"
+        + (f" max_rate={st['max_rate']:g} Hz seed={st['seed']}" if st["encoding"] != "current" else "")
+        + f" dtype={st['dtype']} batch={st['batch_size']}",
+    ]
+    if "accuracy" in s:
+        lines += [f"accuracy: {100 * s['accuracy']:.2f}%",
+                  "accuracy vs step: " + "  ".join(f"{t}: {100 * a:.1f}%" for t, a in s["accuracy_vs_step"].items())]
+    lines += [
+        "SOPs per sample (mean ± std over samples; a synapse = a non-zero weight):",
+    ]
+    for name, v in s["sops_per_sample"].items():
+        lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
+    tot, nom = s["sops_per_sample_total"], s["sops_nominal_per_sample_total"]
+    lines.append(f"  {'total':<12} {tot['mean']:>14,.0f} ± {tot['std']:,.0f}   (nominal fan-out: {nom['mean']:,.0f})")
+    if s["input_macs_per_sample"]:
+        lines.append("analog input MACs per sample (every step):")
+        for name, v in s["input_macs_per_sample"].items():
+            lines.append(f"  {name:<12} {v['mean']:>14,.0f} ± {v['std']:,.0f}")
+    lines.append("spikes per neuron per step: "
+                 + "  ".join(f"{k}: {v:.4f}" for k, v in s["spikes_per_neuron_per_step"].items()))
+    lines.append(f"wall time: {s['wall_time_s']:.2f} s ({1e3 * s['wall_time_per_sample_s']:.2f} ms/sample), "
+                 f"set-up {s['setup_time_s']:.2f} s")
+    return "\n".join(lines)

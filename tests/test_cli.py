@@ -52,20 +52,39 @@ def test_info_reports_bad_files_without_a_traceback(tmp_path, capsys):
 def test_demo_smoke(tmp_path, capsys):
     """A one-epoch demo on 500 images: every step runs and the saved model loads."""
     out = tmp_path / "demo.h5"
-    result = run_demo(out=str(out), epochs=1, n_train=500, progress=False)
+    result = run_demo(out=str(out), epochs=1, n_train=500, steps=5, progress=False)
     text = capsys.readouterr().out
     assert "ANN accuracy on the 2000 evaluation images" in text and "fc1  " in text
     model = evsnn.load(out)
     assert [p.shape for p in model.populations] == [(1200,), (1200,), (10,)]
     assert model.provenance["training"]["train_images"] == 500
     assert result["max_forward_diff"] < 1e-4
+    assert "SNN accuracy" in text and result["snn"]["samples"] == 2000
+    assert result["snn"]["sops_per_sample_total"]["mean"] > 0
 
 
 @pytest.mark.slow
 def test_demo_recipe_reaches_96_percent(tmp_path, capsys):
     """The issue's bar: the default demo recipe gives >= 96% ANN accuracy on the 2,000 evaluation images."""
-    result = run_demo(out=str(tmp_path / "demo.h5"), progress=False)
+    result = run_demo(out=str(tmp_path / "demo.h5"), steps=1, progress=False)
     assert result["ann_accuracy"] >= 0.96
+
+
+def test_run_text_and_json(tmp_path, capsys):
+    from factories import make_mlp
+
+    path = tmp_path / "mlp.h5"
+    evsnn.save(make_mlp(), path)
+    assert main(["run", str(path), "--samples", "8", "--steps", "12", "--encoding", "poisson", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy vs step: 1:" in text and "12:" in text and "SOPs per sample" in text
+    assert main(["run", str(path), "--samples", "8", "--steps", "12", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 8 and info["settings"]["steps"] == 12 and "fc1" in info["input_macs_per_sample"]
+    assert main(["run", str(path), "--samples", "0"]) == 1
+    assert "--samples must be between 1 and 2000, got 0" in capsys.readouterr().err
+    assert main(["run", str(path), "--steps", "0"]) == 1
+    assert "steps must be a positive integer" in capsys.readouterr().err
 
 
 def test_training_helpers_are_seeded():
