@@ -20,7 +20,8 @@ with spikes x fan-out, not with neurons x steps:
   kernel slices ``W[:, c, ky, kx]`` at the output positions it reaches; the
   (tap, position) pairs of every input pixel are tabulated once per model,
   so the engine never unrolls the convolution and its memory stays near the
-  weights' size;
+  weights' size (above ``dense_above`` at batch >= 8: im2col and one BLAS
+  product);
 - ``sparse``: ``S @ W.T`` with both in CSR.
 
 SOPs are counted from the spikes, never from the kernel that delivered them:
@@ -53,8 +54,41 @@ from .neurons import NeuronParams, NeuronState, initial_state, integrate, neuron
 __all__ = ["EventEngine"]
 
 
+try:  # scipy's compiled kernels, called without building a sparse matrix object per step
+    from scipy.sparse._sparsetools import coo_matmat_dense as _coo_matmat_dense
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - other scipy versions: the public API does the same
+    _coo_matmat_dense = _csr_matvecs = None
+
+
+def csr_accumulate(indptr: np.ndarray, indices: np.ndarray, n_cols: int, rows_of: np.ndarray,
+                   out: np.ndarray) -> None:
+    """``out += A @ rows_of`` for a 0/1 CSR matrix ``A`` (one row of ``out`` per CSR row)."""
+    ones = np.ones(indices.size, dtype=rows_of.dtype)
+    if _csr_matvecs is not None:
+        _csr_matvecs(out.shape[0], n_cols, rows_of.shape[1], indptr, indices, ones, rows_of.ravel(), out.ravel())
+    else:
+        out += sp.csr_array((ones, indices, indptr), shape=(out.shape[0], n_cols)) @ rows_of
+
+
+def coo_accumulate(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, rows_of: np.ndarray,
+                   out: np.ndarray) -> None:
+    """``out[rows[i]] += values[i] * rows_of[cols[i]]`` for every i (duplicates add up)."""
+    if _coo_matmat_dense is not None:
+        _coo_matmat_dense(rows.size, rows_of.shape[1], rows, cols, values, rows_of.ravel(), out.ravel())
+    else:
+        out += sp.coo_array((values, (rows, cols)), shape=(out.shape[0], rows_of.shape[0])) @ rows_of
+
+
+def _expand(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate ranges ``start[i] : start[i] + length[i]``; return (owner i, position) per element."""
+    owner = np.repeat(np.arange(length.size), length)
+    first = np.cumsum(length) - length  # where each range begins in the output
+    return owner, np.arange(int(length.sum())) - np.repeat(first - start, length)
+
+
 class _DenseDelivery:
-    """``out += S @ W.T`` for a dense weight matrix."""
+    """Rows of ``W.T`` for each spike, added by scipy's compiled CSR loop (or BLAS when dense)."""
 
     def __init__(self, op: Dense, dtype: np.dtype, dense_above: float):
         self.wt = np.ascontiguousarray(op.weight.T, dtype=dtype)  # (n_in, n_out)
@@ -62,95 +96,105 @@ class _DenseDelivery:
         self.fan_out_nominal = np.full(op.n_in, op.n_out, dtype=np.int64)
         self.dense_above = dense_above
 
-    def deliver(self, s: sp.csr_array, out: np.ndarray) -> None:
-        batch, n_in = s.shape
-        if batch >= 8 and s.nnz > self.dense_above * batch * n_in:
-            out += s.toarray() @ self.wt
+    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
+        batch, n_in = out.shape[0], self.wt.shape[0]
+        if batch >= 8 and cols.size > self.dense_above * batch * n_in:
+            spikes = np.zeros((batch, n_in), dtype=self.wt.dtype)
+            spikes[rows, cols] = 1
+            out += spikes @ self.wt
         else:
-            out += s @ self.wt
+            csr_accumulate(indptr, cols, n_in, self.wt, out)
 
 
 class _SparseDelivery:
-    """``out += S @ W.T`` for a CSR weight matrix."""
+    """The stored synapses of each spiking neuron, scattered into the target."""
 
     def __init__(self, op: Sparse, dtype: np.dtype):
-        csr = op.to_csr()
-        self.wt = sp.csr_array(csr.T.astype(dtype))  # (n_in, n_out)
-        nonzero = csr.data != 0
-        self.fan_out = np.bincount(csr.indices[nonzero], minlength=op.n_in).astype(np.int64)
-        self.fan_out_nominal = np.bincount(csr.indices, minlength=op.n_in).astype(np.int64)
+        wt = sp.csr_array(op.to_csr().T)  # (n_in, n_out): row j lists neuron j's targets
+        wt.sort_indices()
+        self.indptr, self.targets = wt.indptr.astype(np.int64), wt.indices.astype(np.int64)
+        self.weights = wt.data.astype(dtype)
+        self.n_out = op.n_out
+        owner = np.repeat(np.arange(op.n_in), np.diff(self.indptr))
+        self.fan_out = np.bincount(owner[self.weights != 0], minlength=op.n_in).astype(np.int64)
+        self.fan_out_nominal = np.diff(self.indptr)
+        self.one = np.ones((1, 1), dtype=dtype)
 
-    def deliver(self, s: sp.csr_array, out: np.ndarray) -> None:
-        out += (s @ self.wt).toarray()
+    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
+        spike, entry = _expand(self.indptr[cols], self.fan_out_nominal[cols])
+        dst = rows[spike] * self.n_out + self.targets[entry]
+        coo_accumulate(dst, np.zeros_like(dst), self.weights[entry], self.one, out.reshape(-1, 1))
 
 
 class _ConvDelivery:
     """Event scatter of a convolution kernel, without unrolling it.
 
-    For every input pixel the table lists the (kernel tap, output position)
-    pairs it reaches. A step's spikes (b, c, pixel) expand to rows
-    ``(b, position)`` x columns ``(c, tap)`` of a 0/1 CSR matrix ``M``; then
-    ``M @ K`` with ``K[(c, tap), o] = W[o, c, tap]`` gives the output current
-    channel-last, one length-``C_out`` axpy per (spike, tap) pair.
+    For every input pixel a table lists the (kernel tap, output position)
+    pairs it reaches. A spike at (b, c, pixel) adds the kernel slice
+    ``W[:, c, tap]`` (length ``C_out``) at output ``(b, position)`` for each of
+    its pixel's pairs: one compiled axpy per (spike, tap) pair, into a
+    channel-last buffer that is then added to the target's input.
     """
 
-    def __init__(self, op: Conv2d, dtype: np.dtype):
+    def __init__(self, op: Conv2d, dtype: np.dtype, dense_above: float):
+        self.op, self.dense_above = op, dense_above
         c_out, c_in, kh, kw = op.weight.shape
         _, h, w = op.input_shape
         _, oh, ow = op.out_shape
         (ph, pw), (sh, sw) = op.padding, op.stride
         self.c_out, self.hw, self.ohw, self.taps = c_out, h * w, oh * ow, kh * kw
-        # Output rows/cols each input row/col reaches, per kernel row/col: oy = (y + ph - ky) / sh.
+
         def reach(size: int, pad: int, k: int, stride: int, n_out: int) -> list[list[tuple[int, int]]]:
-            table = []
-            for y in range(size):
-                pairs = []
-                for ky in range(k):
-                    num = y + pad - ky
-                    if num % stride == 0 and 0 <= num // stride < n_out:
-                        pairs.append((ky, num // stride))
-                table.append(pairs)
-            return table
+            """For each input row: the (kernel row, output row) pairs with oy * stride - pad + ky = y."""
+            return [[(k_, (y + pad - k_) // stride) for k_ in range(k)
+                     if (y + pad - k_) % stride == 0 and 0 <= (y + pad - k_) // stride < n_out]
+                    for y in range(size)]
 
         rows, cols = reach(h, ph, kh, sh, oh), reach(w, pw, kw, sw, ow)
-        tap, pos, length = [], [], []
-        for y in range(h):
-            for x in range(w):
-                pairs = [(ky * kw + kx, oy * ow + ox) for ky, oy in rows[y] for kx, ox in cols[x]]
-                tap += [p[0] for p in pairs]
-                pos += [p[1] for p in pairs]
-                length.append(len(pairs))
-        self.tap = np.asarray(tap, dtype=np.int64)
-        self.pos = np.asarray(pos, dtype=np.int64)
-        self.length = np.asarray(length, dtype=np.int64)
-        self.start = np.concatenate([[0], np.cumsum(self.length)[:-1]]).astype(np.int64)
-        # K[(c, tap), o] = W[o, c, ky, kx]
+        pairs = [[(ky * kw + kx, oy * ow + ox) for ky, oy in rows[y] for kx, ox in cols[x]]
+                 for y in range(h) for x in range(w)]
+        self.length = np.array([len(p) for p in pairs], dtype=np.int64)
+        self.start = (np.cumsum(self.length) - self.length).astype(np.int64)
+        flat = [pair for p in pairs for pair in p]
+        self.tap = np.array([t for t, _ in flat], dtype=np.int64)
+        self.pos = np.array([q for _, q in flat], dtype=np.int64)
+        # kernel[(c, tap), o] = W[o, c, ky, kx]
         self.kernel = np.ascontiguousarray(op.weight.reshape(c_out, c_in * kh * kw).T, dtype=dtype)
-        nonzero_per_tap = np.count_nonzero(op.weight, axis=0).reshape(c_in, kh * kw)  # (c_in, taps)
-        pix_of = np.repeat(np.arange(h * w), self.length)
-        fan = np.zeros((c_in, h * w), dtype=np.int64)
-        for c in range(c_in):
-            fan[c] = np.bincount(pix_of, weights=nonzero_per_tap[c, self.tap], minlength=h * w)
-        self.fan_out = fan.reshape(-1)
+        nonzero_per_tap = np.count_nonzero(op.weight, axis=0).reshape(c_in, kh * kw)
+        pixel = np.repeat(np.arange(h * w), self.length)
+        self.fan_out = np.stack([np.bincount(pixel, weights=nonzero_per_tap[c, self.tap], minlength=h * w)
+                                 for c in range(c_in)]).reshape(-1).astype(np.int64)
         self.fan_out_nominal = np.tile(self.length * c_out, c_in)
 
-    def deliver(self, s: sp.csr_array, out: np.ndarray) -> None:
-        batch = s.shape[0]
-        b = np.repeat(np.arange(batch, dtype=np.int64), np.diff(s.indptr))
-        c, pix = np.divmod(s.indices.astype(np.int64), self.hw)
-        lengths = self.length[pix]
-        total = int(lengths.sum())
-        if total == 0:
-            return
-        spike = np.repeat(np.arange(b.size), lengths)
-        first = np.cumsum(lengths) - lengths  # where each spike's pairs start in the expanded arrays
-        entry = np.arange(total) - np.repeat(first - self.start[pix], lengths)
-        rows = b[spike] * self.ohw + self.pos[entry]
-        cols = c[spike] * self.taps + self.tap[entry]
-        m = sp.csr_array((np.ones(total, dtype=self.kernel.dtype), (rows, cols)),
-                         shape=(batch * self.ohw, self.kernel.shape[0]))
-        current = m @ self.kernel  # (batch * positions, c_out), channel-last
+    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
+        batch = out.shape[0]
+        if batch >= 8 and cols.size > self.dense_above * batch * self.op.n_in:
+            current = self._dense(rows, cols, batch)
+        else:
+            current = self._scatter(rows, cols, batch)
         out += current.reshape(batch, self.ohw, self.c_out).transpose(0, 2, 1).reshape(batch, -1)
+
+    def _dense(self, rows: np.ndarray, cols: np.ndarray, batch: int) -> np.ndarray:
+        """Many spikes: im2col of the dense spike array, then one BLAS product (channel-last result)."""
+        c, h, w = self.op.input_shape
+        (ph, pw), (sh, sw) = self.op.padding, self.op.stride
+        kh, kw = self.op.weight.shape[2:]
+        spikes = np.zeros((batch, c, h + 2 * ph, w + 2 * pw), dtype=self.kernel.dtype)
+        channel, pixel = np.divmod(cols, self.hw)
+        spikes[rows, channel, pixel // w + ph, pixel % w + pw] = 1
+        windows = np.lib.stride_tricks.sliding_window_view(spikes, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch * self.ohw, -1)  # rows (b, y, x)
+        return patches @ self.kernel
+
+    def _scatter(self, rows: np.ndarray, cols: np.ndarray, batch: int) -> np.ndarray:
+        """Few spikes: one axpy of a kernel slice per (spike, tap) pair (channel-last result)."""
+        current = np.zeros((batch * self.ohw, self.c_out), dtype=self.kernel.dtype)
+        channel, pixel = np.divmod(cols, self.hw)
+        spike, entry = _expand(self.start[pixel], self.length[pixel])
+        dst = rows[spike] * self.ohw + self.pos[entry]
+        src = channel[spike] * self.taps + self.tap[entry]
+        coo_accumulate(dst, src, np.ones(entry.size, dtype=self.kernel.dtype), self.kernel, current)
+        return current
 
 
 def _delivery(pr: Projection, dtype: np.dtype, dense_above: float):
@@ -158,15 +202,8 @@ def _delivery(pr: Projection, dtype: np.dtype, dense_above: float):
     if isinstance(op, Dense):
         return _DenseDelivery(op, dtype, dense_above)
     if isinstance(op, Conv2d):
-        return _ConvDelivery(op, dtype)
+        return _ConvDelivery(op, dtype, dense_above)
     return _SparseDelivery(op, dtype)
-
-
-def _spike_matrix(rows: np.ndarray, cols: np.ndarray, batch: int, n: int, dtype: np.dtype) -> sp.csr_array:
-    """CSR (batch x n) of ones from row-major sorted spike coordinates."""
-    indptr = np.zeros(batch + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=batch), out=indptr[1:])
-    return sp.csr_array((np.ones(rows.size, dtype=dtype), cols, indptr), shape=(batch, n))
 
 
 class EventEngine(Engine):
@@ -178,8 +215,8 @@ class EventEngine(Engine):
     dtype : {"float32", "float64"}, default="float32"
         Precision of potentials and weights.
     dense_above : float, default=0.1
-        Spike density (fraction of batch x neurons) above which dense
-        projections use a BLAS product instead of the CSR event loop, at
+        Spike density (fraction of batch x neurons) above which dense and
+        conv2d projections use a BLAS product instead of the event loop, at
         batch >= 8. ``1.0`` disables it.
     """
 
@@ -221,7 +258,7 @@ class EventEngine(Engine):
         analog_targets = set() if encoded.is_spiking else {pr.target for pr in self.outgoing[INPUT]}
         skippable = [quiet and p.name not in analog_targets for quiet, p in zip(self.quiet_without_input, pops)]
         if encoded.is_spiking:
-            in_spikes = encoded.spikes(start, stop).astype(dtype)
+            in_spikes = encoded.spikes(start, stop)
         else:
             x = encoded.current(start, stop)
             for pr in self.outgoing[INPUT]:
@@ -231,15 +268,16 @@ class EventEngine(Engine):
                 macs = (x != 0) @ self.deliveries[pr.name].fan_out  # per sample, the same every step
                 out.input_macs[pr.name][:] = macs[:, None]
 
-        def emit(source: str, rows: np.ndarray, cols: np.ndarray, n: int, t: int) -> None:
+        def emit(source: str, rows: np.ndarray, cols: np.ndarray, t: int) -> None:
             if rows.size == 0:
                 return
-            s = _spike_matrix(rows, cols, batch, n, dtype)
+            indptr = np.zeros(batch + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=batch), out=indptr[1:])
             for pr in self.outgoing[source]:
                 d = self.deliveries[pr.name]
                 j = self.index[pr.target]
                 slot = (t + pr.delay) % self.ring_length
-                d.deliver(s, ring[j][slot])
+                d.deliver(rows, cols, indptr, ring[j][slot])
                 pending[j, slot] = True
                 out.sops[pr.name][:, t] = np.bincount(rows, weights=d.fan_out[cols], minlength=batch)
                 out.sops_nominal[pr.name][:, t] = np.bincount(rows, weights=d.fan_out_nominal[cols],
@@ -250,8 +288,7 @@ class EventEngine(Engine):
             if encoded.is_spiking:
                 lo, hi = in_spikes.indptr[t * batch], in_spikes.indptr[(t + 1) * batch]
                 counts = np.diff(in_spikes.indptr[t * batch:(t + 1) * batch + 1])
-                emit(INPUT, np.repeat(np.arange(batch), counts), in_spikes.indices[lo:hi].astype(np.int64),
-                     encoded.n_inputs, t)
+                emit(INPUT, np.repeat(np.arange(batch), counts), in_spikes.indices[lo:hi].astype(np.int64), t)
             for i, pop in enumerate(pops):
                 if skippable[i] and not pending[i, slot] and not may_fire[i]:
                     continue  # IF, no bias, no input, all below threshold: nothing can happen
@@ -271,7 +308,7 @@ class EventEngine(Engine):
                         out.output[:, t] = spiked
                     if pop.name in out.rasters:
                         out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
-                    emit(pop.name, rows, cols, sizes[i], t)
+                    emit(pop.name, rows, cols, t)
                     if skippable[i]:
                         may_fire[i] = bool((states[i].v >= self.params[i].threshold).any())
                 current[...] = 0
