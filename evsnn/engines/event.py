@@ -254,7 +254,7 @@ class EventEngine(Engine):
         pending = np.zeros((len(pops), self.ring_length), dtype=bool)
         may_fire = [bool((st.v >= p.threshold).any()) for st, p in zip(states, self.params)]
 
-        analog = [None] * len(pops)
+        analog: list[list[tuple[int, np.ndarray]]] = [[] for _ in pops]  # (delay, current) per population
         analog_targets = set() if encoded.is_spiking else {pr.target for pr in self.outgoing[INPUT]}
         skippable = [quiet and p.name not in analog_targets for quiet, p in zip(self.quiet_without_input, pops)]
         if encoded.is_spiking:
@@ -264,7 +264,7 @@ class EventEngine(Engine):
             for pr in self.outgoing[INPUT]:
                 i = self.index[pr.target]
                 current = pr.op.forward(x.astype(dtype)).astype(dtype)
-                analog[i] = current if analog[i] is None else analog[i] + current
+                analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
                 macs = (x != 0) @ self.deliveries[pr.name].fan_out  # per sample, the same every step
                 out.input_macs[pr.name][:] = macs[:, None]
 
@@ -293,8 +293,9 @@ class EventEngine(Engine):
                 if skippable[i] and not pending[i, slot] and not may_fire[i]:
                     continue  # IF, no bias, no input, all below threshold: nothing can happen
                 current = ring[i][slot]
-                if analog[i] is not None:
-                    current += analog[i]
+                for delay, analog_current in analog[i]:
+                    if t >= delay:
+                        current += analog_current
                 if self.bias[i] is not None:
                     current += self.bias[i]
                 if self.membrane and i == self.output_index:
