@@ -179,6 +179,22 @@ def main() -> None:
             print(f"{name:<24}{batch:>6}{max_rate:>12}{rate:>20.4f}{sops:>13,.0f}{1e3 * t_event / n:>17.2f}"
                   f"{1e9 * t_event / (sops * n):>12.2f}{1e3 * t_dense / n:>17.2f}{t_dense / t_event:>13.2f}")
 
+    print("\nconv delivery: kernel scatter (the engine's) vs the unrolled CSR of the same convolutions")
+    cnn = models["CNN 12c5-a2-64c5-a2-10"]
+    unrolled = cnn.replace(projections=[
+        pr if not isinstance(pr.op, Conv2d) else evsnn.Projection(pr.name, pr.source, pr.target,
+                                                                 evsnn.Sparse.from_matrix(pr.op.to_csr()), pr.delay)
+        for pr in cnn.projections])
+    for batch, n in ((1, n1), (64, n64)):
+        enc = encode(cnn, data.x_test[:n], steps=steps, seed=0, max_rate=100)
+        t_scatter, r_scatter = time_event(cnn, enc, batch, repeats)
+        t_csr, r_csr = time_event(unrolled, enc, batch, repeats)
+        same = np.array_equal(r_scatter.total_sops(), r_csr.total_sops())
+        print(f"  batch {batch:>2}, max_rate 100 Hz: scatter {1e3 * t_scatter / n:.2f} ms/sample, unrolled CSR "
+              f"{1e3 * t_csr / n:.2f} ms/sample (CSR/scatter {t_csr / t_scatter:.2f}); "
+              f"connectivity {engine_bytes(EventEngine(cnn), 0) / 1e6:.2f} MB vs "
+              f"{engine_bytes(EventEngine(unrolled), 0) / 1e6:.2f} MB; same SOP counts: {same}")
+
     print("\nmemory: engine state + precomputed connectivity vs the model's weight bytes")
     for name, model in models.items():
         engine = EventEngine(model)

@@ -22,7 +22,7 @@ with spikes x fan-out, not with neurons x steps:
   so the engine never unrolls the convolution and its memory stays near the
   weights' size (above ``dense_above`` at batch >= 8: im2col and one BLAS
   product);
-- ``sparse``: ``S @ W.T`` with both in CSR.
+- ``sparse``: ``S @ W.T`` with both in CSR (scipy's sparse product).
 
 SOPs are counted from the spikes, never from the kernel that delivered them:
 each spike of neuron ``j`` through projection ``p`` adds the number of
@@ -107,23 +107,18 @@ class _DenseDelivery:
 
 
 class _SparseDelivery:
-    """The stored synapses of each spiking neuron, scattered into the target."""
+    """``out += S @ W.T`` with both in CSR (scipy's sparse product reads only the spiking rows)."""
 
     def __init__(self, op: Sparse, dtype: np.dtype):
-        wt = sp.csr_array(op.to_csr().T)  # (n_in, n_out): row j lists neuron j's targets
-        wt.sort_indices()
-        self.indptr, self.targets = wt.indptr.astype(np.int64), wt.indices.astype(np.int64)
-        self.weights = wt.data.astype(dtype)
-        self.n_out = op.n_out
-        owner = np.repeat(np.arange(op.n_in), np.diff(self.indptr))
-        self.fan_out = np.bincount(owner[self.weights != 0], minlength=op.n_in).astype(np.int64)
-        self.fan_out_nominal = np.diff(self.indptr)
-        self.one = np.ones((1, 1), dtype=dtype)
+        self.wt = sp.csr_array(op.to_csr().T.astype(dtype))  # (n_in, n_out): row j lists neuron j's targets
+        owner = np.repeat(np.arange(op.n_in), np.diff(self.wt.indptr))
+        self.fan_out = np.bincount(owner[self.wt.data != 0], minlength=op.n_in).astype(np.int64)
+        self.fan_out_nominal = np.diff(self.wt.indptr).astype(np.int64)
 
     def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
-        spike, entry = _expand(self.indptr[cols], self.fan_out_nominal[cols])
-        dst = rows[spike] * self.n_out + self.targets[entry]
-        coo_accumulate(dst, np.zeros_like(dst), self.weights[entry], self.one, out.reshape(-1, 1))
+        spikes = sp.csr_array((np.ones(cols.size, dtype=self.wt.dtype), cols, indptr),
+                              shape=(out.shape[0], self.wt.shape[0]))
+        out += (spikes @ self.wt).toarray()
 
 
 class _ConvDelivery:
