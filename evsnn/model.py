@@ -33,6 +33,7 @@ import numpy as np
 
 from .checks import check_array, check_name, check_shape
 from .errors import ModelError
+from .equality import BitExact
 from .ops import Conv2d, Dense, Operator, Sparse
 
 __all__ = ["InputSpec", "NeuronSpec", "Population", "Projection", "SpikingModel", "INPUT"]
@@ -72,7 +73,7 @@ def _check_real(value: object, *, where: str, name: str, low: float | None = Non
 
 
 @dataclass(frozen=True, eq=False)
-class InputSpec:
+class InputSpec(BitExact):
     """What the model receives, and how analog input becomes spikes.
 
     Parameters
@@ -106,14 +107,9 @@ class InputSpec:
     def size(self) -> int:
         return math.prod(self.shape)
 
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 @dataclass(frozen=True, eq=False)
-class NeuronSpec:
+class NeuronSpec(BitExact):
     r"""Neuron model of a population.
 
     .. math::
@@ -194,14 +190,9 @@ class NeuronSpec:
             parts.append(f"v0={self.v_init_fraction:g}θ")
         return " ".join(parts)
 
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 @dataclass(frozen=True, eq=False)
-class Population:
+class Population(BitExact):
     """A group of identical spiking neurons (Brian2's NeuronGroup, NIR's neuron node).
 
     Parameters
@@ -244,14 +235,9 @@ class Population:
         bias = "" if self.bias is None else ", bias"
         return f"Population({self.name!r}, shape={self.shape}, {self.neuron.describe()}{bias})"
 
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 @dataclass(frozen=True, eq=False)
-class Projection:
+class Projection(BitExact):
     """Synapses from ``source`` (a population or ``"input"``) to ``target``.
 
     Parameters
@@ -290,14 +276,9 @@ class Projection:
     def __repr__(self) -> str:
         return f"Projection({self.name!r}, {self.source} -> {self.target}, {_describe_op(self.op)}, delay={self.delay})"
 
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 @dataclass(frozen=True, eq=False)
-class SpikingModel:
+class SpikingModel(BitExact):
     """A spiking network: input, populations in topological order, projections.
 
     Parameters
@@ -481,11 +462,6 @@ class SpikingModel:
         """A readable table: layers, shapes, neurons, parameters, synapses and provenance."""
         return _summary(self)
 
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 def _as_tuple(items: object, cls: type, *, where: str, name: str) -> tuple:
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
@@ -565,24 +541,6 @@ def provenance_to_dict(prov: Mapping[str, Any]) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
     return plain(prov)
-
-
-# --- equality -----------------------------------------------------------------------------
-def _same(a: object, b: object) -> bool:
-    """Bit-exact structural equality (arrays: dtype, shape and bytes)."""
-    if type(a) is not type(b) and not (isinstance(a, Mapping) and isinstance(b, Mapping)):
-        return False
-    if dataclasses.is_dataclass(a):
-        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    if isinstance(a, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    return a == b
 
 
 # --- summary ------------------------------------------------------------------------------

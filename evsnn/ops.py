@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .checks import check_array, check_pair, check_shape
+from .equality import BitExact
 from .errors import ModelError
 
 __all__ = ["Dense", "Conv2d", "Sparse", "Operator", "OPERATORS", "conv2d_output_shape"]
@@ -42,7 +43,7 @@ def conv2d_output_shape(
     )
 
 
-class _Operator:
+class _Operator(BitExact):
     """Shared behaviour; subclasses define ``in_shape``, ``out_shape``, ``to_csr`` and ``forward``."""
 
     kind: ClassVar[str]

@@ -60,6 +60,14 @@ def test_equality_is_bit_exact(mlp):
         hash(mlp)
 
 
+def test_operators_compare_by_value():
+    assert Dense(np.ones((2, 3))) == Dense(np.ones((2, 3)))
+    assert Dense(np.ones((2, 3))) != Dense(np.ones((2, 3), np.float32))
+    conv = Conv2d(np.ones((1, 1, 2, 2)), (1, 3, 3))
+    assert conv == Conv2d(np.ones((1, 1, 2, 2)), (1, 3, 3)) and conv != Conv2d(np.ones((1, 1, 2, 2)), (1, 3, 3), 2)
+    assert Sparse.from_matrix(np.eye(2)) == Sparse.from_matrix(np.eye(2))
+
+
 def test_whole_model_errors_list_every_offender():
     with pytest.raises(ModelError) as err:
         SpikingModel(
