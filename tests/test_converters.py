@@ -205,11 +205,11 @@ def test_float64_and_folded_float32_keep_dtype():
     assert all(op.dtype == np.float64 for op in ops(import_sequential(net.double(), (1, 6, 6))))
 
 
-def test_convert_passes_through_and_rejects_normalization():
+def test_convert_passes_through_and_rejects_unknown_normalization():
     net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     assert convert(net, input_shape=(4,), readout="membrane") == import_sequential(net, (4,), readout="membrane")
-    with pytest.raises(ConversionError, match=r"norm must be one of 'none', got 'data'\. Normalization methods"):
-        convert(net, input_shape=(4,), norm="data")
+    with pytest.raises(ConversionError, match=r"norm must be one of 'none', 'model', 'data', 'percentile', got 'l4'"):
+        convert(net, input_shape=(4,), norm="l4")
 
 
 # --- errors ------------------------------------------------------------------------------------

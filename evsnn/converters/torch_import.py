@@ -131,7 +131,13 @@ def import_sequential(
     [('input', 'fc1', 'dense'), ('fc1', 'fc2', 'dense')]
     """
     stages = parse_sequential(module, input_shape)
-    provenance = {
+    return build_model(stages, input_shape, neuron=neuron, readout=readout, input_encoding=input_encoding,
+                       dt=dt, provenance=import_provenance(module, stages))
+
+
+def import_provenance(module: nn.Module, stages: Sequence[Stage]) -> dict[str, Any]:
+    """Provenance of an unnormalized import: the source layers of each stage, the repr and versions."""
+    return {
         "converter": "evsnn.converters.import_sequential",
         "normalization": "none",
         "source": {
@@ -142,8 +148,6 @@ def import_sequential(
         "torch_version": str(torch.__version__),
         "evsnn_version": __version__,
     }
-    return build_model(stages, input_shape, neuron=neuron, readout=readout, input_encoding=input_encoding,
-                       dt=dt, provenance=provenance)
 
 
 def parse_sequential(module: nn.Sequential, input_shape: Sequence[int]) -> list[Stage]:
