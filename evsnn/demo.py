@@ -57,21 +57,24 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     print(f"trained {recipe['epochs']} epochs in {train_s:.1f} s (final loss {losses[-1]:.4f}, seed {seed})")
     print(f"ANN accuracy on the {len(data.x_test)} evaluation images: {100 * ann_acc:.2f}%")
 
-    model = convert(net, input_shape=(1, 28, 28))
+    model = convert(net, input_shape=(1, 28, 28), norm="data", calibration=x_train)
+    factors = model.provenance["normalization_factors"]
+    print(f"converted with data-based normalization (Diehl et al. 2015), calibrated on the {len(x_train)} "
+          "training images: λ = " + ", ".join(f"{k} {v:.3g}" for k, v in factors.items()))
     provenance = dict(model.provenance)
     provenance["training"] = {**recipe, "seed": seed, "train_images": len(x_train),
                               "dataset": "MNIST t10k (bundled): first 8000 train, last 2000 evaluation",
                               "ann_test_accuracy": ann_acc}
     model = model.replace(provenance=provenance)
 
-    # The IR's dense forward pass must reproduce the network it came from.
+    # The IR's rate model must reproduce the network it came from, up to the output's factor.
     import torch
 
     with torch.no_grad():
         logits = net(torch.as_tensor(data.x_test)).numpy()
-    rates = model.ann_forward(data.x_test)[model.output]
+    rates = model.ann_forward(data.x_test)[model.output] * factors[model.output]
     max_diff = float(np.abs(rates - np.maximum(logits, 0)).max())
-    print(f"imported: the IR's dense forward pass matches the ANN's ReLU(logits) within {max_diff:.2e}")
+    print(f"check: the IR's rate model times λ_{model.output} matches the ANN's ReLU(logits) within {max_diff:.2e}")
 
     save(model, out)
     print(f"saved {out}\n")
@@ -79,7 +82,7 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     print(saved.summary())
 
     print(f"\nrunning the saved model on the event engine: {len(data.x_test)} evaluation images, "
-          f"{steps} steps, {saved.input.encoding} input (no normalization yet: thresholds 1)")
+          f"{steps} steps, {saved.input.encoding} input")
     result = simulate(saved, data.x_test, steps=steps, progress=progress)
     summary = {"model": out, **result.summary(data.y_test)}
     print(format_summary(summary))
