@@ -35,11 +35,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import evsnn  # noqa: E402
+from evsnn.demo import train_demo_mlp  # noqa: E402
 from evsnn.encoding import encode  # noqa: E402
 from evsnn.engines.event import EventEngine  # noqa: E402
 from evsnn.io.datasets import mnist_split  # noqa: E402
 from evsnn.ops import Conv2d, Dense  # noqa: E402
-from evsnn.training import diehl_cnn, diehl_mlp, train_classifier  # noqa: E402
+from evsnn.training import diehl_cnn, train_classifier  # noqa: E402
 
 
 def dense_torch_run(model: evsnn.SpikingModel, spikes_tbn: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -125,8 +126,7 @@ def main() -> None:
     data = mnist_split()
     torch.set_num_threads(2)  # training may use both cores; the benchmark itself uses one
     print("training the models (seeded) ...", flush=True)
-    mlp_net = diehl_mlp(seed=0)
-    train_classifier(mlp_net, data.x_train, data.y_train, epochs=2 if args.quick else 10, lr=3e-3, progress=False)
+    mlp_net, _ = train_demo_mlp(data.x_train, data.y_train, seed=0, epochs=2 if args.quick else None)
     cnn_net = diehl_cnn(seed=0)
     train_classifier(cnn_net, data.x_train, data.y_train, epochs=1, lr=3e-3, progress=False)
     torch.set_num_threads(1)

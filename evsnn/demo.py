@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from ._version import __version__
 from .converters import convert
@@ -20,6 +21,19 @@ from .training import accuracy, diehl_mlp, train_classifier
 
 #: The tuned recipe (chosen on held-out training images, never on the evaluation split).
 RECIPE = {"epochs": 10, "batch_size": 128, "lr": 3e-3, "dropout": 0.3, "max_shift": 1}
+
+
+def train_demo_mlp(x: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int | None = None,
+                   progress: bool = False) -> tuple[torch.nn.Sequential, list[float]]:
+    """The Diehl et al. MLP trained on ``(x, y)`` with :data:`RECIPE` (``epochs`` overrides the recipe's).
+
+    Returns the network (in eval mode) and its mean training loss per epoch.
+    """
+    net = diehl_mlp(dropout=RECIPE["dropout"], seed=seed)
+    losses = train_classifier(net, x, y, epochs=RECIPE["epochs"] if epochs is None else epochs,
+                              batch_size=RECIPE["batch_size"], lr=RECIPE["lr"], max_shift=RECIPE["max_shift"],
+                              seed=seed, progress=progress)
+    return net, losses
 
 
 def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0, progress: bool = True,
@@ -48,10 +62,8 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     print(f"evsnn {__version__} demo: Diehl et al. (2015) MLP 784-1200-1200-10 (ReLU, no bias, dropout)")
     print(f"data: bundled MNIST test set, {len(x_train)} training / {len(data.x_test)} evaluation images")
 
-    net = diehl_mlp(dropout=recipe["dropout"], seed=seed)
     start = time.perf_counter()
-    losses = train_classifier(net, x_train, y_train, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                              lr=recipe["lr"], max_shift=recipe["max_shift"], seed=seed, progress=progress)
+    net, losses = train_demo_mlp(x_train, y_train, seed=seed, epochs=recipe["epochs"], progress=progress)
     train_s = time.perf_counter() - start
     ann_acc = accuracy(net, data.x_test, data.y_test)
     print(f"trained {recipe['epochs']} epochs in {train_s:.1f} s (final loss {losses[-1]:.4f}, seed {seed})")
@@ -68,8 +80,6 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     model = model.replace(provenance=provenance)
 
     # The IR's rate model must reproduce the network it came from, up to the output's factor.
-    import torch
-
     with torch.no_grad():
         logits = net(torch.as_tensor(data.x_test)).numpy()
     rates = model.ann_forward(data.x_test)[model.output] * factors[model.output]

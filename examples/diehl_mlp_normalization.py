@@ -8,16 +8,14 @@ engine on the 2,000 evaluation images with analog ("current") input.
 """
 
 import evsnn
-from evsnn.demo import RECIPE
+from evsnn.demo import train_demo_mlp
 from evsnn.io.datasets import mnist_split
-from evsnn.training import accuracy, diehl_mlp, train_classifier
+from evsnn.training import accuracy
 
 
 def main() -> None:
     data = mnist_split()
-    net = diehl_mlp(dropout=RECIPE["dropout"], seed=0)
-    train_classifier(net, data.x_train, data.y_train, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"],
-                     lr=RECIPE["lr"], max_shift=RECIPE["max_shift"], seed=0, progress=False)
+    net, _ = train_demo_mlp(data.x_train, data.y_train, seed=0)
     print(f"ANN accuracy: {100 * accuracy(net, data.x_test, data.y_test):.2f}%")
     print(f"{'norm':<12}{'25 steps':>10}{'50 steps':>10}{'100 steps':>10}{'SOPs/sample':>14}  factors")
     for norm in evsnn.converters.NORMS:
