@@ -1,9 +1,9 @@
-r"""Weight normalization: rescale stages so that rates fit in one spike per step.
+r"""Weight normalization: rescale a converted model so that rates fit in one spike per step.
 
 A converted IF neuron with threshold 1 fires at a rate equal to its ANN
 activation only while that activation stays at or below 1 (one spike per
-step). Each method divides a stage's weights and bias by a positive factor,
-which a ReLU network passes through unchanged up to scaling:
+step). Each method divides a population's input weights and bias by a
+positive factor, which a ReLU network passes through unchanged up to scaling:
 
 - :func:`model_based` -- Diehl et al. (2015), Algorithm 1: the largest
   possible positive input of any neuron, from the weights alone;
@@ -12,10 +12,13 @@ which a ReLU network passes through unchanged up to scaling:
 - :func:`percentile_based` -- Rueckauer et al. (2017): the p-th percentile of
   the non-zero activations, chained likewise, robust to outliers.
 
-With :math:`\lambda_l` the factor of stage ``l`` (:math:`\lambda_0 = 1`), the
-chained methods set :math:`W_l \leftarrow W_l \lambda_{l-1} / \lambda_l` and
-:math:`b_l \leftarrow b_l / \lambda_l`, so that stage ``l`` outputs
-:math:`a_l / \lambda_l`. Stages are never modified: new ones are returned.
+With :math:`\lambda_l` the factor of population ``l`` (:math:`\lambda = 1` for
+the input), the chained methods set :math:`W_{k \to l} \leftarrow W_{k \to l}
+\lambda_k / \lambda_l` for every projection into ``l`` (a residual population
+has several) and :math:`b_l \leftarrow b_l / \lambda_l`, so that population
+``l`` outputs :math:`a_l / \lambda_l`. Models are never modified: new ones
+are returned. The functions expect an unnormalized import (thresholds 1,
+``current`` input of scale 1), as :func:`evsnn.converters.convert` gives them.
 
 References
 ----------
@@ -28,180 +31,178 @@ event-driven networks for image classification", Front. Neurosci. 11:682, 2017.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping
 from numbers import Real
 
 import numpy as np
 
 from ..errors import ConversionError
+from ..model import INPUT, SpikingModel
 from ..ops import Dense, Operator, Sparse
-from .torch_import import Stage
 
-__all__ = ["stage_activations", "model_based", "data_based", "percentile_based", "scale_op"]
+__all__ = ["activations", "model_based", "data_based", "percentile_based", "rescale", "scale_op", "calibration_input"]
 
 _CHUNK = 256  # calibration samples per forward pass
 
 
-def stage_activations(stages: Sequence[Stage], x: np.ndarray) -> list[np.ndarray]:
-    """ANN activations of every stage on calibration input ``x``.
+def calibration_input(model: SpikingModel, x: object, where: str) -> np.ndarray:
+    """Check calibration samples against the model's input and return them as float64 ``(N, *input.shape)``."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ConversionError(f"{where}: calibration samples must hold real numbers, got dtype {x.dtype}.")
+    if x.ndim < 2 or x.shape[0] < 1 or x.shape[1:] != model.input.shape:
+        raise ConversionError(f"{where}: calibration samples must have shape (N, {', '.join(map(str, model.input.shape))})"
+                              f" with N >= 1, got {x.shape}.")
+    x = x.astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise ConversionError(f"{where}: calibration samples must be finite, got {bad} NaN or infinite value(s). "
+                              "Remove or replace them in the calibration set.")
+    return x
 
-    Parameters
-    ----------
-    stages : sequence of Stage
-    x : array, shape (N, *input_shape)
-        Finite calibration samples, N >= 1.
 
-    Returns
-    -------
-    list of numpy.ndarray
-        One float64 array ``(N, n)`` per stage: ``op(a_prev) + bias``, rectified
-        where a ReLU follows (the output stage keeps its raw logits).
+def activations(model: SpikingModel, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The rate model's activations of every population on checked input ``x``, in chunks of samples.
+
+    :meth:`SpikingModel.ann_forward` in float64, computed :data:`_CHUNK` samples at a
+    time so that a convolution's im2col never holds the whole calibration set.
     """
-    return _activations(stages, _calibration(stages, x, "stage_activations"))
+    parts = [model.ann_forward(x[i:i + _CHUNK]) for i in range(0, x.shape[0], _CHUNK)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def model_based(stages: Sequence[Stage]) -> tuple[list[Stage], list[float]]:
+def model_based(model: SpikingModel) -> tuple[SpikingModel, dict[str, float]]:
     r"""Model-based normalization (Diehl et al. 2015, Algorithm 1).
 
-    Each stage is divided by :math:`\lambda_l`, the largest sum of positive
-    input weights of any of its neurons (a convolution's border neurons have
-    fewer inputs), so no input pattern of 0/1 spikes can drive a neuron above
-    threshold in one step. No factor carries over from the previous stage.
-    A stage without positive weights keeps :math:`\lambda_l = 1`.
+    Each population's inputs are divided by :math:`\lambda_l`, the largest sum of
+    positive input weights of any of its neurons over all projections into it (a
+    convolution's border neurons have fewer inputs), so no input pattern of 0/1
+    spikes can drive a neuron above threshold in one step. No factor carries
+    over from the previous layer. A population without positive weights keeps
+    :math:`\lambda_l = 1`.
 
     Returns
     -------
-    stages : list of Stage
-    factors : list of float
-        :math:`\lambda_l` per stage.
+    model : SpikingModel
+    factors : dict of str -> float
+        :math:`\lambda_l` per population.
     """
-    factors = [_nonzero(_max_positive_input(stage.op)) for stage in stages]
-    return [_scale_stage(s, 1 / lam, lam) for s, lam in zip(stages, factors)], factors
+    factors = {}
+    for pop in model.populations:
+        total = sum(_positive_input(pr.op) for pr in model.projections_into(pop.name))
+        factors[pop.name] = _nonzero(float(np.max(total)))
+    return rescale(model, factors, chained=False), factors
 
 
-def data_based(stages: Sequence[Stage], x: np.ndarray) -> tuple[list[Stage], list[float]]:
+def data_based(model: SpikingModel, x: np.ndarray) -> tuple[SpikingModel, dict[str, float]]:
     r"""Data-based normalization (Diehl et al. 2015, Algorithm 2).
 
     :math:`\lambda_l = \max(\max(0, \max W_l), \max a_l)` with :math:`a_l` the
     activations of the unnormalized network on ``x`` (the output's raw logits
-    clipped at 0); weights are divided by :math:`\lambda_l / \lambda_{l-1}` and
-    the bias by :math:`\lambda_l` (Rueckauer et al. 2017). A stage that is
-    silent and has no positive weight keeps :math:`\lambda_l = 1`.
+    clipped at 0) and :math:`\max W_l` over all projections into ``l``; weights
+    are divided by :math:`\lambda_l / \lambda_{k}` and the bias by
+    :math:`\lambda_l` (Rueckauer et al. 2017). A population that is silent and
+    has no positive weight keeps :math:`\lambda_l = 1`.
 
     Parameters
     ----------
-    stages : sequence of Stage
-    x : array, shape (N, *input_shape)
+    model : SpikingModel
+    x : array, shape (N, *input.shape)
         Calibration samples (typically a subset of the training set).
 
     Returns
     -------
-    stages : list of Stage
-    factors : list of float
-        :math:`\lambda_l` per stage.
+    model : SpikingModel
+    factors : dict of str -> float
+        :math:`\lambda_l` per population.
     """
-    acts = _activations(stages, _calibration(stages, x, "data_based"))
-    factors = [_nonzero(max(_max_weight(s.op), float(a.max(initial=0.0)))) for s, a in zip(stages, acts)]
-    return _chain(stages, factors), factors
+    acts = activations(model, calibration_input(model, x, "data_based"))
+    factors = {}
+    for pop in model.populations:
+        max_weight = max(float(np.max(pr.op.weights, initial=0.0)) for pr in model.projections_into(pop.name))
+        factors[pop.name] = _nonzero(max(max_weight, float(acts[pop.name].max(initial=0.0))))
+    return rescale(model, factors), factors
 
 
-def percentile_based(stages: Sequence[Stage], x: np.ndarray, p: float = 99.9) -> tuple[list[Stage], list[float]]:
+def percentile_based(model: SpikingModel, x: np.ndarray, p: float = 99.9) -> tuple[SpikingModel, dict[str, float]]:
     r"""Percentile normalization (Rueckauer et al. 2017).
 
     :math:`\lambda_l` is the ``p``-th percentile of the non-zero activations of
-    stage ``l`` on ``x`` (the output's logits clipped at 0), as in snntoolbox;
-    1 for a stage that is silent on ``x``. Scaling is chained as in
-    :func:`data_based`, without the max-weight term.
+    population ``l`` on ``x`` (the output's logits clipped at 0), as in
+    snntoolbox; 1 for a population that is silent on ``x``. Scaling is chained
+    as in :func:`data_based`, without the max-weight term.
 
     Parameters
     ----------
-    stages : sequence of Stage
-    x : array, shape (N, *input_shape)
+    model : SpikingModel
+    x : array, shape (N, *input.shape)
     p : float in (0, 100], default=99.9
 
     Returns
     -------
-    stages : list of Stage
-    factors : list of float
-        :math:`\lambda_l` per stage.
+    model : SpikingModel
+    factors : dict of str -> float
+        :math:`\lambda_l` per population.
     """
     if isinstance(p, bool) or not isinstance(p, Real) or not 0 < p <= 100:
         raise ConversionError(f"percentile_based: p must be a number in (0, 100], got {p!r}. The usual choice "
                               "is 99.9 or 99.99.")
-    factors = []
-    for a in _activations(stages, _calibration(stages, x, "percentile_based")):
-        active = a[a > 0]
-        factors.append(float(np.percentile(active, p)) if active.size else 1.0)
-    return _chain(stages, factors), factors
+    acts = activations(model, calibration_input(model, x, "percentile_based"))
+    factors = {}
+    for pop in model.populations:
+        active = acts[pop.name][acts[pop.name] > 0]
+        factors[pop.name] = float(np.percentile(active, p)) if active.size else 1.0
+    return rescale(model, factors), factors
 
 
-def scale_op(op: Operator, factor: float) -> Operator:
-    """A new operator of the same kind with weights times ``factor``, in the same dtype."""
-    weights = (op.weights.astype(np.float64) * factor).astype(op.weights.dtype)
-    return dataclasses.replace(op, **{"data" if isinstance(op, Sparse) else "weight": weights})
+def rescale(model: SpikingModel, factors: Mapping[str, float], *, chained: bool = True) -> SpikingModel:
+    r"""Divide each population's inputs by its factor :math:`\lambda_l`.
+
+    Bias :math:`b_l / \lambda_l`; weights :math:`W_{k \to l}\,\lambda_k / \lambda_l`
+    when ``chained`` (the source's factor undone, :math:`\lambda = 1` for the
+    input), :math:`W_{k \to l} / \lambda_l` otherwise.
+    """
+    populations = []
+    for pop in model.populations:
+        bias = pop.bias
+        if bias is not None:
+            bias = (bias.astype(np.float64) / factors[pop.name]).astype(bias.dtype)
+        populations.append(dataclasses.replace(pop, bias=bias))
+    projections = []
+    for pr in model.projections:
+        source = factors.get(pr.source, 1.0) if chained and pr.source != INPUT else 1.0
+        projections.append(dataclasses.replace(pr, op=scale_op(pr.op, source / factors[pr.target])))
+    return model.replace(populations=populations, projections=projections)
+
+
+def scale_op(op: Operator, factor: float | np.ndarray) -> Operator:
+    """A new operator of the same kind with weights times ``factor``, in the same dtype.
+
+    ``factor`` is a number, or one number per output unit (Dense, Sparse rows) or
+    output channel (Conv2d).
+    """
+    factor = np.asarray(factor, dtype=np.float64)
+    weights = op.weights.astype(np.float64)
+    if factor.ndim == 0:
+        scaled = weights * factor
+    elif isinstance(op, Sparse):
+        scaled = weights * np.repeat(factor, np.diff(op.indptr))
+    else:
+        scaled = weights * factor.reshape(-1, *([1] * (weights.ndim - 1)))
+    return dataclasses.replace(op, **{"data" if isinstance(op, Sparse) else "weight": scaled.astype(op.weights.dtype)})
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _calibration(stages: Sequence[Stage], x: np.ndarray, where: str) -> np.ndarray:
-    """Check ``x`` against the first stage and flatten it to float64 ``(N, n_in)``."""
-    x = np.asarray(x)
-    n_in = stages[0].op.n_in
-    if x.dtype.kind not in "biuf":
-        raise ConversionError(f"{where}: x must hold real numbers, got dtype {x.dtype}.")
-    if x.ndim < 2 or x.shape[0] < 1 or int(np.prod(x.shape[1:])) != n_in:
-        raise ConversionError(f"{where}: x must have shape (N, *input_shape) with N >= 1 samples of {n_in} values "
-                              f"(the input size of stage {stages[0].name!r}), got shape {x.shape}.")
-    flat = x.reshape(x.shape[0], -1).astype(np.float64)
-    bad = int(np.count_nonzero(~np.isfinite(flat)))
-    if bad:
-        raise ConversionError(f"{where}: x must be finite, got {bad} NaN or infinite value(s). "
-                              "Remove or replace them in the calibration set.")
-    return flat
-
-
-def _activations(stages: Sequence[Stage], flat: np.ndarray) -> list[np.ndarray]:
-    """:func:`stage_activations` on checked, flattened input, in chunks of samples."""
-    chunks = []
-    for start in range(0, flat.shape[0], _CHUNK):
-        a, acts = flat[start:start + _CHUNK], []
-        for stage in stages:
-            a = stage.op.forward(a)
-            if stage.bias is not None:
-                a = a + stage.bias.reshape(-1)
-            if stage.relu:
-                a = np.maximum(a, 0)
-            acts.append(a)
-        chunks.append(acts)
-    return [np.concatenate(per_stage) for per_stage in zip(*chunks)]
-
-
-def _max_positive_input(op: Operator) -> float:
-    """Largest sum of positive input weights over the target neurons of ``op``."""
+def _positive_input(op: Operator) -> np.ndarray:
+    """Sum of positive input weights of every target neuron of ``op``."""
     if isinstance(op, Dense):
-        return float(np.maximum(op.weight, 0).sum(axis=1, dtype=np.float64).max())
+        return np.maximum(op.weight, 0).sum(axis=1, dtype=np.float64)
     m = op.to_csr().astype(np.float64)  # a copy: the operator's arrays stay untouched
     m.sum_duplicates()
     m.data = np.maximum(m.data, 0)
-    return float(m.sum(axis=1).max())
-
-
-def _max_weight(op: Operator) -> float:
-    return float(np.max(op.weights, initial=0.0))
+    return np.asarray(m.sum(axis=1)).ravel()
 
 
 def _nonzero(factor: float) -> float:
     """``factor``, or 1 where it is 0 (nothing to normalize against)."""
     return factor if factor > 0 else 1.0
-
-
-def _chain(stages: Sequence[Stage], factors: Sequence[float]) -> list[Stage]:
-    """Apply chained factors: W_l * lambda_{l-1} / lambda_l and b_l / lambda_l."""
-    previous = [1.0, *factors[:-1]]
-    return [_scale_stage(s, prev / lam, lam) for s, prev, lam in zip(stages, previous, factors)]
-
-
-def _scale_stage(stage: Stage, weight_factor: float, bias_divisor: float) -> Stage:
-    bias = stage.bias
-    if bias is not None:
-        bias = (bias.astype(np.float64) / bias_divisor).astype(bias.dtype)
-    return dataclasses.replace(stage, op=scale_op(stage.op, weight_factor), bias=bias)
