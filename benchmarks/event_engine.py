@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import evsnn  # noqa: E402
-from evsnn.demo import train_demo_mlp  # noqa: E402
+from evsnn.training import train_diehl  # noqa: E402
 from evsnn.encoding import encode  # noqa: E402
 from evsnn.engines.event import EventEngine  # noqa: E402
 from evsnn.io.datasets import mnist_split  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
     data = mnist_split()
     torch.set_num_threads(2)  # training may use both cores; the benchmark itself uses one
     print("training the models (seeded) ...", flush=True)
-    mlp_net, _ = train_demo_mlp(data.x_train, data.y_train, seed=0, epochs=2 if args.quick else None)
+    mlp_net, _ = train_diehl("mlp", data.x_train, data.y_train, seed=0, epochs=2 if args.quick else None)
     cnn_net = diehl_cnn(seed=0)
     train_classifier(cnn_net, data.x_train, data.y_train, epochs=1, lr=3e-3, progress=False)
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""The ``evsnn`` command: ``evsnn info``, ``evsnn run``, ``evsnn demo``."""
+"""The ``evsnn`` command: ``info``, ``run``, ``convert``, ``sweep``, ``demo``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ._version import __version__
 from .errors import EvsnnError, InputError
+from .sweep import ALPHAS, LEAKS, METHODS, RESETS, THRESHOLDS
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -62,6 +63,130 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network(args: argparse.Namespace):
+    """The torch network of ``--arch`` (``module:callable``) with the weights of ``args.checkpoint``."""
+    import importlib
+
+    import torch
+    from torch import nn
+
+    module_name, _, attr = args.arch.partition(":")
+    try:
+        kwargs = json.loads(args.arch_kwargs)
+        builder = getattr(importlib.import_module(module_name), attr)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r} ({err}).") from err
+    except (ImportError, AttributeError, ValueError) as err:
+        raise InputError(f"--arch must name a function or class as module:name (e.g. evsnn.training:diehl_cnn), "
+                         f"got {args.arch!r} ({err}).") from err
+    net = builder(**kwargs)
+    if not isinstance(net, nn.Module):
+        raise InputError(f"--arch {args.arch} must build a torch.nn.Module, got {type(net).__name__}.")
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, ... for files it cannot read
+        raise InputError(f"{args.checkpoint}: not a torch checkpoint of weights ({type(err).__name__}: {err}).") from err
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model_state_dict", state))
+    if not isinstance(state, dict):
+        raise InputError(f"{args.checkpoint}: must hold a state_dict (a dict of tensors), got {type(state).__name__}.")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(f"{args.checkpoint}: the weights do not fit --arch {args.arch}: {err}") from err
+    return net.eval()
+
+
+def _images(spec: str, option: str):
+    """Training images ``start:stop`` of the bundled split, or a .npy file of shape (N, 1, 28, 28)."""
+    import numpy as np
+
+    from .io.datasets import mnist_split
+
+    if spec.endswith(".npy"):
+        return np.load(spec, allow_pickle=False), None
+    data = mnist_split()
+    try:
+        start, stop = (int(v) for v in spec.split(":"))
+    except ValueError as err:
+        raise InputError(f"{option} must be START:STOP of the bundled training images or a .npy file, "
+                         f"got {spec!r}.") from err
+    if not 0 <= start < stop <= len(data.x_train):
+        raise InputError(f"{option} must lie within the {len(data.x_train)} training images (0:{len(data.x_train)}), "
+                         f"got {spec!r}.")
+    return data.x_train[start:stop], data.y_train[start:stop]
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError as err:
+        raise InputError(f"--input-shape must be comma-separated integers, e.g. 1,28,28, got {text!r}.") from err
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .converters import convert
+    from .io.hdf5 import save
+    from .model import NeuronSpec
+
+    net = _network(args)
+    needs_data = args.norm in ("data", "percentile") or args.l4_alpha is not None
+    calibration = _images(args.calibration, "--calibration")[0] if needs_data else None
+    neuron = NeuronSpec(kind=args.neuron, beta=args.beta, threshold=args.threshold, reset=args.reset)
+    model = convert(net, input_shape=_shape(args.input_shape), norm=args.norm, calibration=calibration,
+                    percentile=args.percentile, l4_alpha=args.l4_alpha, l4_layers=args.l4_layers,
+                    zero_bias=args.zero_bias, neuron=neuron, readout=args.readout, input_encoding=args.encoding)
+    provenance = {**model.provenance, "checkpoint": os.path.basename(args.checkpoint), "arch": args.arch,
+                  "arch_kwargs": args.arch_kwargs, "calibration_images": args.calibration if needs_data else "none"}
+    save(model.replace(provenance=provenance), args.output)
+    print(f"saved {args.output}\n{model.summary()}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .converters import convert
+    from .io.datasets import mnist_split
+    from .sweep import plot_sweep, sweep
+
+    def numbers(text: str, cast=float) -> list:
+        try:
+            return [cast(v) for v in text.split(",")]
+        except ValueError as err:
+            raise InputError(f"expected comma-separated values, got {text!r}.") from err
+
+    net = _network(args)
+    calibration = _images(args.calibration, "--calibration")[0]
+    x_select, y_select = _images(args.select, "--select")
+    if y_select is None:
+        raise InputError("--select must be START:STOP of the bundled training images (it needs labels).")
+    data = mnist_split()
+    if not 0 <= args.eval_samples <= len(data.x_test):
+        raise InputError(f"--eval-samples must be between 0 and {len(data.x_test)}, got {args.eval_samples}.")
+    x_eval = data.x_test[:args.eval_samples] if args.eval_samples else None
+    y_eval = data.y_test[:args.eval_samples] if args.eval_samples else None
+    base = convert(net, input_shape=_shape(args.input_shape), norm=args.norm, calibration=calibration)
+    out = Path(args.out)
+    result = sweep(base, x_select=x_select, y_select=y_select, calibration=calibration, x_eval=x_eval, y_eval=y_eval,
+                   log=out / "sweep.jsonl", steps=args.steps, encoding=args.encoding, leaks=numbers(args.leaks),
+                   resets=numbers(args.resets, str), methods=numbers(args.methods, str),
+                   thresholds=numbers(args.thresholds), alphas=numbers(args.alphas), seed=args.seed,
+                   describe={"checkpoint": os.path.basename(args.checkpoint), "arch": args.arch,
+                             "calibration": args.calibration, "select": args.select},
+                   progress=not args.quiet)
+    (out / "sweep.csv").write_text(result.to_csv())
+    (out / "summary.json").write_text(json.dumps(result.to_json(), indent=1))
+    if args.plot:
+        plot_sweep(result, out / "sweep.png")
+    print(result.table())
+    print(f"\nwrote {out / 'sweep.jsonl'} (resumable log), sweep.csv, summary.json"
+          + (", sweep.png" if args.plot else ""))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -97,6 +222,54 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    def network_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("checkpoint", help="torch checkpoint: a state_dict saved with torch.save")
+        p.add_argument("--arch", required=True, help="module:name of a function or class that builds the network, "
+                                                     "e.g. evsnn.training:diehl_cnn")
+        p.add_argument("--arch-kwargs", default="{}", help="JSON keyword arguments for --arch (default: {})")
+        p.add_argument("--input-shape", default="1,28,28", help="shape of one sample (default: 1,28,28)")
+        p.add_argument("--calibration", default="0:1000",
+                       help="calibration images: START:STOP of the bundled training split, or a .npy file "
+                            "(default: 0:1000)")
+
+    conv = sub.add_parser("convert", help="convert a torch checkpoint into an evsnn HDF5 model")
+    network_options(conv)
+    conv.add_argument("-o", "--output", required=True, help="the HDF5 file to write")
+    conv.add_argument("--norm", choices=["none", "model", "data", "percentile"], default="data",
+                      help="weight normalization (default: data)")
+    conv.add_argument("--percentile", type=float, default=99.9, help="for --norm percentile (default: 99.9)")
+    conv.add_argument("--l4-alpha", type=float, default=None, help="apply the L4-norm adjustment with this α")
+    conv.add_argument("--l4-layers", choices=["first", "all"], default="first")
+    conv.add_argument("--zero-bias", action="store_true", help="refuse networks with biases (Diehl's rule)")
+    conv.add_argument("--neuron", choices=["if", "lif"], default="if")
+    conv.add_argument("--beta", type=float, default=1.0, help="LIF leak factor per step (default: 1)")
+    conv.add_argument("--threshold", type=float, default=1.0, help="threshold (default: 1, the balanced one)")
+    conv.add_argument("--reset", choices=["subtract", "zero"], default="subtract")
+    conv.add_argument("--readout", choices=["count", "membrane"], default="count")
+    conv.add_argument("--encoding", choices=["current", "poisson", "regular"], default="current")
+    conv.set_defaults(func=_convert)
+
+    sw = sub.add_parser("sweep", help="leak x reset x (baseline, L4) sweep; threshold and alpha chosen on "
+                                      "held-out training images; resumable")
+    network_options(sw)
+    sw.add_argument("--out", required=True, help="directory for sweep.jsonl (the resumable log), CSV, JSON, plot")
+    sw.add_argument("--norm", choices=["none", "model", "data", "percentile"], default="data")
+    sw.add_argument("--select", default="7000:8000", help="held-out training images for the choice "
+                                                          "(default: 7000:8000)")
+    sw.add_argument("--eval-samples", type=int, default=0,
+                    help="run each cell's choice on this many evaluation images (default: 0, none)")
+    sw.add_argument("--steps", type=int, default=75)
+    sw.add_argument("--encoding", choices=["current", "poisson", "regular"], default="poisson")
+    for name, values, what in (("leaks", LEAKS, "leak factors per step"), ("resets", RESETS, "reset modes"),
+                               ("methods", METHODS, "conversions"), ("thresholds", THRESHOLDS, "thresholds tried"),
+                               ("alphas", ALPHAS, "L4 smoothing ratios tried")):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else v for v in values)
+        sw.add_argument(f"--{name}", default=default, help=f"comma-separated {what} (default: {default})")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+    sw.add_argument("--plot", action="store_true", help="also write sweep.png (needs matplotlib)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_sweep)
 
     demo = sub.add_parser(
         "demo",

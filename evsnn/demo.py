@@ -17,24 +17,7 @@ from .io.datasets import mnist_split
 from .io.hdf5 import load, save
 from .result import format_summary
 from .simulation import simulate
-from .training import accuracy, diehl_mlp, train_classifier
-
-#: The tuned recipe (chosen on held-out training images, never on the evaluation split).
-RECIPE = {"epochs": 10, "batch_size": 128, "lr": 3e-3, "dropout": 0.3, "max_shift": 1}
-
-
-def train_demo_mlp(x: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int | None = None,
-                   progress: bool = False) -> tuple[torch.nn.Sequential, list[float]]:
-    """The Diehl et al. MLP trained on ``(x, y)`` with :data:`RECIPE` (``epochs`` overrides the recipe's).
-
-    Returns the network (in eval mode) and its mean training loss per epoch.
-    """
-    net = diehl_mlp(dropout=RECIPE["dropout"], seed=seed)
-    losses = train_classifier(net, x, y, epochs=RECIPE["epochs"] if epochs is None else epochs,
-                              batch_size=RECIPE["batch_size"], lr=RECIPE["lr"], max_shift=RECIPE["max_shift"],
-                              seed=seed, progress=progress)
-    return net, losses
-
+from .training import RECIPE, accuracy, train_diehl
 
 def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0, progress: bool = True,
              n_train: int = 8000, steps: int = 100) -> dict:
@@ -63,7 +46,7 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     print(f"data: bundled MNIST test set, {len(x_train)} training / {len(data.x_test)} evaluation images")
 
     start = time.perf_counter()
-    net, losses = train_demo_mlp(x_train, y_train, seed=seed, epochs=recipe["epochs"], progress=progress)
+    net, losses = train_diehl("mlp", x_train, y_train, seed=seed, epochs=recipe["epochs"], progress=progress)
     train_s = time.perf_counter() - start
     ann_acc = accuracy(net, data.x_test, data.y_test)
     print(f"trained {recipe['epochs']} epochs in {train_s:.1f} s (final loss {losses[-1]:.4f}, seed {seed})")

@@ -8,14 +8,13 @@ engine on the 2,000 evaluation images with analog ("current") input.
 """
 
 import evsnn
-from evsnn.demo import train_demo_mlp
 from evsnn.io.datasets import mnist_split
-from evsnn.training import accuracy
+from evsnn.training import accuracy, train_diehl
 
 
 def main() -> None:
     data = mnist_split()
-    net, _ = train_demo_mlp(data.x_train, data.y_train, seed=0)
+    net, _ = train_diehl("mlp", data.x_train, data.y_train, seed=0)
     print(f"ANN accuracy: {100 * accuracy(net, data.x_test, data.y_test):.2f}%")
     print(f"{'norm':<12}{'25 steps':>10}{'50 steps':>10}{'100 steps':>10}{'SOPs/sample':>14}  factors")
     for norm in evsnn.converters.NORMS:
