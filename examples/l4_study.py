@@ -1,6 +1,6 @@
 """The L4-norm study (Allred & Roy) on the Diehl CNN: leak × reset grid, baseline vs L4, 75 steps.
 
-    python examples/l4_study.py [--out l4_study] [--select 200] [--samples 1000]
+    python examples/l4_study.py [--out l4_study] [--select 200] [--samples 500]
 
 CIFAR-10 and VGG-5 are not available offline, so the Diehl CNN on the bundled
 MNIST split stands in. The CNN is trained on training images 0-6,999 (seed 0,
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="l4_study", help="output directory (default l4_study)")
     parser.add_argument("--select", type=int, default=200, help="held-out training images for the choice")
-    parser.add_argument("--samples", type=int, default=1000, help="evaluation images")
+    parser.add_argument("--samples", type=int, default=500, help="evaluation images (default 500)")
     parser.add_argument("--steps", type=int, default=75)
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 2 leaks, 30 images")
     args = parser.parse_args()

@@ -1,0 +1,87 @@
+"""evsnn vs SpikingJelly's ann2snn converter on the same trained Diehl CNN, analog input, 2,000 evaluation images.
+
+    pip install -c constraints.txt --no-deps spikingjelly==2.0.0 && pip install -c constraints.txt loguru requests
+    python examples/spikingjelly_comparison.py [--samples 2000]
+
+(SpikingJelly declares torchvision/torchaudio/tensorboard dependencies that
+would pull another torch; its ann2snn converter needs only loguru and
+requests, hence ``--no-deps``.) Without SpikingJelly the script says so and
+stops.
+
+The CNN is trained on training images 0-6,999 (seed 0, the demo recipe).
+SpikingJelly converts it with its rate-coding recipe (ReLU -> scale, IF neuron
+with threshold 1 and soft reset, scale back; calibration on training images
+0-999, modes "Max" and "99.9%"), and is run as its documentation does: the
+analog image every step, the network's analog output summed over steps. evsnn
+converts it with data-based and percentile (99.9) normalization on the same
+calibration images and runs the event engine with analog ("current") input,
+reading out output spikes (``count``, every layer spiking) or the output
+membrane (``membrane``, like SpikingJelly's summed output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import numpy as np
+import torch
+
+import evsnn
+from evsnn.encoding import encode
+from evsnn.io.datasets import mnist_split
+from evsnn.training import accuracy, train_diehl
+
+STEPS = (10, 25, 50, 100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 50 images")
+    args = parser.parse_args()
+    if importlib.util.find_spec("spikingjelly") is None:
+        print("SpikingJelly is not installed; see the top of this file for the two install commands. Nothing run.")
+        return
+    samples, epochs = (50, 1) if args.quick else (args.samples, None)
+    data = mnist_split()
+    net, _ = train_diehl("cnn", data.x_train[:7000], data.y_train[:7000], seed=0, epochs=epochs)
+    x, y = data.x_test[:samples], data.y_test[:samples]
+    calibration = data.x_train[:1000]
+    print(f"Diehl CNN, ANN accuracy {100 * accuracy(net, x, y):.2f}% on {samples} evaluation images; "
+          "analog input; accuracy (%) after each number of steps")
+    print(f"{'converter':<38}" + "".join(f"{s:>7}" for s in STEPS))
+    for mode in ("Max", "99.9%"):
+        curve = spikingjelly_curve(net, calibration, x, y, mode)
+        print(f"{f'SpikingJelly 2.0.0 ann2snn, mode={mode}':<38}" + "".join(f"{100 * curve[s - 1]:>7.2f}" for s in STEPS))
+    for norm in ("data", "percentile"):
+        for readout in ("count", "membrane"):
+            model = evsnn.convert(net, input_shape=(1, 28, 28), norm=norm, calibration=calibration, readout=readout)
+            curve = evsnn.simulate(model, encode(model, x, steps=max(STEPS))).accuracy_over_time(y)
+            print(f"{f'evsnn {norm}, readout={readout}':<38}" + "".join(f"{100 * curve[s - 1]:>7.2f}" for s in STEPS))
+
+
+def spikingjelly_curve(net, calibration, x, y, mode: str) -> np.ndarray:
+    """Accuracy after each step of SpikingJelly's converted network (output summed over steps)."""
+    import copy
+
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn import Converter
+    from spikingjelly.activation_based.ann2snn.recipes import RateCodingRecipe
+
+    batches = [torch.as_tensor(calibration[i:i + 100]) for i in range(0, len(calibration), 100)]
+    snn = Converter(RateCodingRecipe(batches, mode=mode), device="cpu").convert(copy.deepcopy(net).eval())
+    correct = np.zeros(max(STEPS))
+    with torch.no_grad():
+        for i in range(0, len(x), 250):
+            xb = torch.as_tensor(x[i:i + 250])
+            functional.reset_net(snn)
+            out = 0
+            for t in range(max(STEPS)):
+                out = out + snn(xb)
+                correct[t] += (out.argmax(1).numpy() == y[i:i + 250]).sum()
+    return correct / len(x)
+
+
+if __name__ == "__main__":
+    main()
