@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import ConversionError
 from ..model import INPUT, SpikingModel
-from ..ops import Dense, Operator, Sparse
+from ..ops import Operator, Sparse
 
 __all__ = ["activations", "model_based", "data_based", "percentile_based", "rescale", "scale_op", "calibration_input"]
 
@@ -194,13 +194,21 @@ def scale_op(op: Operator, factor: float | np.ndarray) -> Operator:
 
 # --- helpers ------------------------------------------------------------------------------
 def _positive_input(op: Operator) -> np.ndarray:
-    """Sum of positive input weights of every target neuron of ``op``."""
-    if isinstance(op, Dense):
-        return np.maximum(op.weight, 0).sum(axis=1, dtype=np.float64)
-    m = op.to_csr().astype(np.float64)  # a copy: the operator's arrays stay untouched
-    m.sum_duplicates()
-    m.data = np.maximum(m.data, 0)
-    return np.asarray(m.sum(axis=1)).ravel()
+    """Sum of positive input weights of every target neuron of ``op``: its positive part applied to all-ones.
+
+    For a convolution this counts only the taps that fall inside the input, so border neurons
+    get their own (smaller) sums, without unrolling the convolution.
+    """
+    if isinstance(op, Sparse):  # duplicate entries add up to one weight before taking the positive part
+        m = op.to_csr().astype(np.float64)
+        m.sum_duplicates()
+        m.data = np.maximum(m.data, 0)
+        return m @ np.ones(op.n_in)
+    positive = scale_op(op, 1.0)
+    weights = positive.weights.astype(np.float64)
+    np.maximum(weights, 0, out=weights)
+    positive = dataclasses.replace(positive, weight=weights)
+    return positive.forward(np.ones((1, op.n_in)))[0]
 
 
 def _nonzero(factor: float) -> float:
