@@ -11,6 +11,7 @@ from torch import nn
 
 import evsnn
 from evsnn import Conv2d, Dense, InputSpec, NeuronSpec, Population, Projection, Sparse, SpikingModel
+from evsnn.cli import main
 from evsnn.encoding import encode
 from evsnn.energy import (PRESETS, EnergyPreset, ann_ops_ir, ann_ops_torch, energy_report, get_preset,
                           load_preset, snn_ops, sops_from_rasters)
@@ -431,6 +432,24 @@ def test_report_checks_its_arguments():
 
 
 # --- the command and the package ------------------------------------------------------------------
+def test_report_command(tmp_path, capsys):
+    path = tmp_path / "m.h5"
+    evsnn.save(make_mlp(), path)
+    png, table = tmp_path / "r.png", tmp_path / "r.csv"
+    assert main(["report", str(path), "--steps", "5", "--samples", "10", "--plot", str(png), "--csv", str(table),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "evsnn energy report:" in out and "bundled MNIST evaluation images [8000:8010]" in out
+    assert f"wrote {png}" in out and png.stat().st_size > 10_000 and len(table.read_text().splitlines()) == 6
+    assert main(["report", str(path), "--steps", "3", "--samples", "4", "--json", "--preset", "loihi",
+                 "--ann-preset", "cmos45-int8", "--encoding", "poisson", "--sops", "nominal"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["preset"]["name"], d["ann_preset"]["name"], d["settings"]["encoding"]) == ("loihi", "cmos45-int8",
+                                                                                        "poisson")
+    assert main(["report", str(path), "--preset", "nope", "--samples", "1"]) == 1
+    assert "built-in presets" in capsys.readouterr().err
+
+
 def test_import_evsnn_loads_neither_torch_nor_matplotlib():
     code = "import sys, evsnn; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
