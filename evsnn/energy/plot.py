@@ -52,7 +52,7 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     for it in items:
         if it["op"] in ("sop", "input_mac"):
             synaptic += np.asarray(it["count_per_step"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.15, 1]})
 
     # --- left: operations and accuracy vs step ---
     ops_color = "#1f77b4"
@@ -62,6 +62,9 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     if ann["effective_macs"] is not None:
         eff = ann["effective_macs"]["mean"]
         ax.axhline(eff, color=ops_color, ls=":", lw=1, label=f"ANN effective MACs ({eff:,.0f})")
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel("step")
     ax.set_ylabel("operations per sample", color=ops_color)
     ax.tick_params(axis="y", colors=ops_color)
@@ -76,7 +79,7 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
         acc.set_ylim(0, 100)
         h2, l2 = acc.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="center right", fontsize=8, framealpha=0.9)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     ax.set_title("operations and accuracy vs step", fontsize=10)
 
     # --- right: energy per layer, stacked by operation class ---
@@ -95,10 +98,13 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
         if widths.any():
             bx.barh(y, widths, left=left, color=_COLORS[op], label=_LABEL[op], height=0.6)
             left += widths
+    for yi, width in zip(y, left):  # the total of each bar, readable however small the bar
+        bx.text(width, yi, f" {width:.3g}", va="center", ha="left", fontsize=8)
+    bx.set_xlim(0, 1.15 * max(left.max(), 1e-30))
     bx.set_yticks(y)
     bx.set_yticklabels(names)
     bx.set_xlabel(f"energy per sample ({unit})")
-    bx.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     bx.set_title(f"energy per layer, preset {d['preset']['name']}", fontsize=10)
     if d["snn"]["unpriced"]:
         bx.text(0.99, 0.99, "unpriced: " + ", ".join(d["snn"]["unpriced"]), transform=bx.transAxes,
