@@ -21,6 +21,7 @@ from .ops import Conv2d, Dense, Sparse
 from .encoding import EncodedInput, encode
 from .result import Result
 from .simulation import simulate
+from .energy import energy_report
 
 
 
@@ -36,7 +37,7 @@ def __getattr__(name: str):
 __all__ = [
     "convert",
     "__version__",
-    "save", "load", "simulate", "encode", "EncodedInput", "Result",
+    "save", "load", "simulate", "encode", "EncodedInput", "Result", "energy_report",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

@@ -1,4 +1,4 @@
-"""The ``evsnn`` command: ``info``, ``run``, ``convert``, ``sweep``, ``demo``."""
+"""The ``evsnn`` command: ``info``, ``run``, ``convert``, ``sweep``, ``report``, ``demo``."""
 
 from __future__ import annotations
 
@@ -187,6 +187,67 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .energy import energy_report, get_preset
+    from .io.datasets import mnist_split
+    from .io.hdf5 import load
+    from .simulation import simulate
+
+    preset = get_preset(args.preset)  # fail on a bad preset before simulating
+    ann_preset = None if args.ann_preset is None else get_preset(args.ann_preset)
+    model = load(args.model)
+    data = mnist_split()
+    if not 1 <= args.samples <= len(data.x_test):
+        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
+    x, y = data.x_test[: args.samples], data.y_test[: args.samples]
+    result = simulate(model, x, engine=args.engine, steps=args.steps, encoding=args.encoding, seed=args.seed,
+                      max_rate=args.max_rate, batch_size=args.batch_size, dtype=args.dtype,
+                      progress=not args.quiet and not args.json)
+    report = energy_report(result, model, x=x, labels=y, preset=preset, ann_preset=ann_preset,
+                           sop_convention=args.sops, input_macs=args.input_macs, source=args.model,
+                           data=f"bundled MNIST evaluation images [8000:{8000 + args.samples}]")
+    print(report.to_json() if args.json else report.format())
+    if args.csv:
+        report.to_csv(args.csv)
+    if args.plot:
+        report.plot(args.plot)
+    for path in (args.csv, args.plot):
+        if path and not args.json:
+            print(f"wrote {path}")
+    return 0
+
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser(
+        "report",
+        help="simulate a saved model on the bundled MNIST evaluation images and report its operations and "
+             "energy beside its ANN's",
+    )
+    report.add_argument("model", help="an evsnn HDF5 file")
+    report.add_argument("--preset", default="cmos45-fp32",
+                        help="energy per operation: cmos45-fp32 (default), cmos45-fp16, cmos45-int8, "
+                             "cmos45-int32, loihi, truenorth, spinnaker, or a .toml/.json preset file")
+    report.add_argument("--ann-preset", default=None, help="energy preset of the ANN (default: --preset)")
+    report.add_argument("--engine", default="event", help="simulation engine (default: event)")
+    report.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
+    report.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
+                        help="input encoding (default: the model's)")
+    report.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
+    report.add_argument("--samples", type=int, default=2000, help="evaluation images to run (default: 2000)")
+    report.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default: 64)")
+    report.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    report.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+    report.add_argument("--sops", choices=["nonzero", "nominal"], default="nonzero",
+                        help="a spike's synapses: its non-zero weights (default) or every connection")
+    report.add_argument("--input-macs", choices=["per-step", "once"], default="per-step",
+                        help="analog-input MACs every step (default) or once")
+    report.add_argument("--plot", default=None, help="write the figure here (.png, .pdf or .svg)")
+    report.add_argument("--csv", default=None, help="write the per-step table here (CSV)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument("--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(func=_report)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -270,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--plot", action="store_true", help="also write sweep.png (needs matplotlib)")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
+    _add_report_parser(sub)
 
     demo = sub.add_parser(
         "demo",

@@ -13,6 +13,7 @@ import torch
 
 from ._version import __version__
 from .converters import convert
+from .energy import energy_report
 from .io.datasets import mnist_split
 from .io.hdf5 import load, save
 from .result import format_summary
@@ -81,5 +82,7 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     print(format_summary(summary))
     print(f"\nANN accuracy {100 * ann_acc:.2f}%, SNN accuracy {100 * summary['accuracy']:.2f}% after {steps} steps, "
           f"{summary['sops_per_sample_total']['mean']:,.0f} SOPs per sample")
+    energy = energy_report(result, saved, x=data.x_test, labels=data.y_test, ann=net, source=out)
+    print(energy.brief() + f"\n(full report: evsnn report {out} --steps {steps})")
     return {"ann_accuracy": ann_acc, "train_seconds": train_s, "losses": losses, "max_forward_diff": max_diff,
-            "model": out, "snn": summary}
+            "model": out, "snn": summary, "energy": energy.to_dict()}

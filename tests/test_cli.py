@@ -55,6 +55,7 @@ def test_demo_smoke(tmp_path, capsys):
     result = run_demo(out=str(out), epochs=1, n_train=500, steps=5, progress=False)
     text = capsys.readouterr().out
     assert "ANN accuracy on the 2000 evaluation images" in text and "fc1  " in text
+    assert "energy (cmos45-fp32): SNN" in text and "SNN/ANN energy:" in text
     model = evsnn.load(out)
     assert [p.shape for p in model.populations] == [(1200,), (1200,), (10,)]
     assert model.provenance["training"]["train_images"] == 500
