@@ -21,6 +21,7 @@ from .ops import Conv2d, Dense, Sparse
 from .encoding import EncodedInput, encode
 from .result import Result
 from .simulation import simulate
+from .validate import validate  # evsnn.validate is this function; import the rest from evsnn.validate
 
 
 
@@ -36,7 +37,7 @@ def __getattr__(name: str):
 __all__ = [
     "convert",
     "__version__",
-    "save", "load", "simulate", "encode", "EncodedInput", "Result",
+    "save", "load", "simulate", "encode", "EncodedInput", "Result", "validate",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

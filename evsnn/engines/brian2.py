@@ -203,9 +203,9 @@ class Brian2Engine(Engine):
         self.codeobj_class = _codeobj_class(codegen)
         self.fan_out = {pr.name: pr.op.fan_out() for pr in model.projections}
         self.index = {p.name: i for i, p in enumerate(model.populations)}
+        self.rank = {pr.name: j for j, pr in enumerate(model.projections)}
         self.timing = {"samples": 0, "run_s": 0.0, "sample_s": 0.0}
         self._built: dict[bool, _Built] = {}
-        self.network(model.input.encoding != "current")  # build now; the other input kind on first use
 
     def _substeps(self, dt: float | None) -> int:
         if dt is None:
@@ -224,16 +224,22 @@ class Brian2Engine(Engine):
                 "brian2_dt": self.dt_brian2, "substeps": self.substeps}
 
     # --- building ------------------------------------------------------------------------------
+    def prepare(self, encoded: EncodedInput) -> None:
+        """Build the network for this kind of input (spikes or analog current), once."""
+        self.network(encoded.is_spiking)
+
     def network(self, spiking: bool) -> _Built:
         """The Brian2 network for spike input (``True``) or analog input, built on first use."""
         if spiking not in self._built:
+            begin = time.perf_counter()
             self._built[spiking] = self._build(spiking)
+            self.timing["build_s"] = self.timing.get("build_s", 0.0) + time.perf_counter() - begin
         return self._built[spiking]
 
     def _incoming(self, pop: Population, spiking: bool) -> tuple[list[Projection], list[Projection]]:
         """Spike-carried projections into ``pop`` in summation order, and analog ones in model order."""
         model = self.model
-        rank = {pr.name: k for k, pr in enumerate(model.projections)}
+        rank = self.rank
         src = lambda pr: -1 if pr.source == INPUT else self.index[pr.source]  # noqa: E731
         into = model.projections_into(pop.name)
         silent = model.output if model.readout == "membrane" else None  # a membrane output never spikes
@@ -246,7 +252,7 @@ class Brian2Engine(Engine):
         model, dtype, k = self.model, self.dtype, self.substeps
         same = self.propagation == "same_step"
         cc, sec = self.codeobj_class, b2.second
-        clock = b2.Clock(dt=self.dt_brian2 * sec, name="evsnn_clock*")
+        clock = b2.Clock(dt=self.dt_brian2 * sec, name="evsnn_clock")
         objects: list = []
         roles: dict[str, object] = {}
         order = iter(range(1, 10**6))
@@ -257,7 +263,7 @@ class Brian2Engine(Engine):
         if spiking:
             generator = b2.SpikeGeneratorGroup(model.input.size, np.zeros(0, dtype=np.int64), np.zeros(0) * sec,
                                                clock=clock, when="groups" if same else "thresholds", order=0,
-                                               name="evsnn_input*", codeobj_class=cc)
+                                               name="evsnn_input", codeobj_class=cc)
             objects.append(generator)
             roles["input"] = generator
 
@@ -300,7 +306,7 @@ class Brian2Engine(Engine):
                 membrane_group = pop.name
             group = b2.NeuronGroup(pop.size, "\n".join(eqs), threshold=threshold, reset=reset,
                                    method="exact" if spec.kind == "srm" else ("exact", "euler", "heun"),
-                                   namespace={}, dtype=dtype, clock=clock, name=f"evsnn_{pop.name}*",
+                                   namespace={}, dtype=dtype, clock=clock, name=f"pop{self.index[pop.name]}",
                                    codeobj_class=cc)
             self._initialise(group, pop, k)
             groups[pop.name] = group
@@ -322,7 +328,7 @@ class Brian2Engine(Engine):
                 merge = None
                 if n in partial:
                     merge = group.run_regularly(f"I_syn = I_syn + I_p{n}\nI_p{n} = 0", clock=clock,
-                                                name=f"evsnn_{pr.name}_merge*", codeobj_class=cc)
+                                                name=f"{syn.name}_merge", codeobj_class=cc)
                     objects.append(merge)
                     roles[f"merge:{pr.name}"] = merge
                 if same:
@@ -359,7 +365,7 @@ class Brian2Engine(Engine):
             if incoming:
                 lines.append("I_syn = 0")
             if lines:
-                update = group.run_regularly("\n".join(lines), clock=clock, name=f"evsnn_{pop.name}_update*",
+                update = group.run_regularly("\n".join(lines), clock=clock, name=f"pop{i}_update",
                                              codeobj_class=cc)
                 objects.append(update)
                 roles[f"update:{pop.name}"] = update
@@ -381,15 +387,15 @@ class Brian2Engine(Engine):
             if name == membrane_group:
                 continue
             monitors[name] = b2.SpikeMonitor(source, record=True, when="end", order=0,
-                                             name=f"evsnn_{name}_spikes*", codeobj_class=cc)
+                                             name=f"{source.name}_spikes", codeobj_class=cc)
             objects.append(monitors[name])
         state_monitor = None
         if membrane_group is not None:
             state_monitor = b2.StateMonitor(groups[membrane_group], "v", record=True, clock=clock, when="end", order=1,
-                                            name=f"evsnn_{model.output}_v*", codeobj_class=cc)
+                                            name=f"{groups[membrane_group].name}_v", codeobj_class=cc)
             objects.append(state_monitor)
 
-        net = b2.Network(*objects, name="evsnn_network*")
+        net = b2.Network(*objects, name="evsnn_network")
         net.store("initial")
         return _Built(net=net, dt=self.dt_brian2, generator=generator, analog=analog_vars,
                       spike_monitors=monitors, state_monitor=state_monitor, objects=roles)
@@ -424,7 +430,7 @@ class Brian2Engine(Engine):
         pre, post, w = synapse_arrays(pr.op, self.dtype)
         syn = b2.Synapses(source, target, "w : 1 (constant)", on_pre=f"{variable}_post += w",
                           delay=delay * self.dt_brian2 * b2.second, namespace={}, dtype=self.dtype, clock=clock,
-                          name=f"evsnn_{pr.name}*", codeobj_class=self.codeobj_class)
+                          name=f"proj{self.rank[pr.name]}", codeobj_class=self.codeobj_class)
         syn.connect(i=pre, j=post)
         syn.variables["w"].set_value(w)
         return syn
