@@ -90,8 +90,10 @@ be 1 for SRM neurons.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,6 +111,20 @@ except ImportError as err:  # pragma: no cover - brian2 is a dependency, but may
     raise EngineError("Engine 'brian2' needs the brian2 package; install it with `pip install brian2`.") from err
 
 __all__ = ["Brian2Engine", "PROPAGATIONS", "CODEGENS"]
+
+try:  # newer pyparsing deprecates the names Brian2's parsers call, once per parsed statement
+    from pyparsing import PyparsingDeprecationWarning as _ParserWarning
+except ImportError:  # pragma: no cover - older pyparsing warns about nothing
+    _ParserWarning = None
+
+
+@contextlib.contextmanager
+def _quiet_parser():
+    """Silence pyparsing's deprecation warnings about Brian2's calls (noise, not about the user's model)."""
+    with warnings.catch_warnings():
+        if _ParserWarning is not None:
+            warnings.simplefilter("ignore", _ParserWarning)
+        yield
 
 PROPAGATIONS = ("same_step", "next_step")
 CODEGENS = ("numpy", "cython")
@@ -232,7 +248,8 @@ class Brian2Engine(Engine):
         """The Brian2 network for spike input (``True``) or analog input, built on first use."""
         if spiking not in self._built:
             begin = time.perf_counter()
-            self._built[spiking] = self._build(spiking)
+            with _quiet_parser():
+                self._built[spiking] = self._build(spiking)
             self.timing["build_s"] = self.timing.get("build_s", 0.0) + time.perf_counter() - begin
         return self._built[spiking]
 
@@ -463,9 +480,10 @@ class Brian2Engine(Engine):
             else:
                 for group, variable, pr in built.analog:
                     group.variables[variable].set_value(currents[pr.name][b])
-            run_start = time.perf_counter()
-            built.net.run(duration, namespace={})
-            run_time = time.perf_counter() - run_start
+            with _quiet_parser():
+                run_start = time.perf_counter()
+                built.net.run(duration, namespace={})
+                run_time = time.perf_counter() - run_start
 
             spikes = {}
             for name, mon in built.spike_monitors.items():
