@@ -294,7 +294,7 @@ def _keys_from_raster(raster, steps: int) -> np.ndarray:
 def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagation: str, dtype: str,
          options: Mapping[str, Any], batch_size: int, progress: bool) -> _Run:
     label = _label(sim)
-    n, steps = encoded.n_samples, encoded.steps
+    steps = encoded.steps
     is_brian2 = isinstance(sim, str) and sim.lower() == "brian2"
     run_model = model if is_brian2 or propagation == "same_step" else next_step_model(
         model, spiking_input=encoded.is_spiking)

@@ -145,6 +145,18 @@ def test_float32_event_against_float64_brian2_reports_honestly():
     assert c.spike_agreement > 0.9
 
 
+def test_float32_rounding_flips_a_spike_at_a_near_tie():
+    """0.1 added ten times is 0.9999999999999999 in float64 but 1.0000001 in float32 (0.1 rounds up there):
+    with threshold 1 the float32 engine spikes at step 9, float64 at step 10. The harness says so."""
+    model = evsnn.SpikingModel(input=evsnn.InputSpec((1,)), populations=[evsnn.Population("n", (1,))],
+                               projections=[evsnn.Projection("w", INPUT, "n", evsnn.Dense(np.ones((1, 1))))])
+    x = np.array([[0.1]])
+    c = validate(model, x, steps=15, dtype=("float32", "float64")).comparisons[0]
+    assert (c.populations[0].spikes_a, c.populations[0].spikes_b, c.populations[0].identical) == (1, 1, 0)
+    assert c.first_divergence == 9 and not c.identical
+    assert validate(model, x, steps=15, dtype="float64").identical
+
+
 def test_compare_reuses_one_reference_run():
     model, x = CASES["lif_hard"]("poisson")
     enc = encode(model, x, steps=12)
