@@ -1,4 +1,4 @@
-"""Speed and memory of the event engine against a plain dense torch timestep loop, in one run.
+"""Speed and memory of the event engine against a plain dense torch timestep loop and Brian2, in one run.
 
 Run from the repository root (after installing evsnn):
 
@@ -14,7 +14,11 @@ the Δ spikes column). Models: the demo's Diehl MLP
 bundled split and converted without normalization (thresholds 1).
 
 Printed: SOP/s of the event engine and wall time per sample at batch 1 and
-64; the dense loop's time at the same batch and the ratio; wall time against
+64; the dense loop's time at the same batch and the ratio; Brian2's time per
+sample (numpy target, samples one by one on one network built once, so the
+same at any batch size; measured on the first few samples) and the
+event engine's speed-up over it at batch 1 and 64, with Brian2's per-sample
+time against its bare ``Network.run`` time; wall time against
 input rate (event time should follow SOPs, the dense loop stays flat); the
 engine's memory (state + precomputed connectivity) against the model's weight
 bytes.
@@ -114,6 +118,16 @@ def time_dense(model, enc, batch: int, repeats: int) -> tuple[float, dict]:
     return best, counts
 
 
+def time_brian2(model, enc, n: int) -> tuple[float, dict]:
+    """Seconds per sample of the Brian2 engine on samples [0, n), and its timing record (build excluded)."""
+    from evsnn.engines.brian2 import Brian2Engine
+
+    engine = Brian2Engine(model, dtype="float32")
+    engine.prepare(enc)  # the build, paid once per model
+    engine.run_batch(enc, 0, n, frozenset())
+    return engine.timing["sample_s"] / n, engine.timing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke test)")
@@ -121,6 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = args.steps
     n1, n64 = (4, 64) if args.quick else (20, 256)
+    n_brian2 = 2 if args.quick else 8
     repeats = 1 if args.quick else 2
 
     data = mnist_split()
@@ -149,9 +164,13 @@ def main() -> None:
     print(f"\none core; Poisson input (max_rate 1000 Hz, dt 1 ms), {steps} steps, float32, "
           f"best of {repeats}; evaluation images\n")
     header = (f"{'model':<24}{'batch':>6}{'SOP/sample':>13}{'spikes/neuron/step':>20}{'event ms/sample':>17}"
-              f"{'event SOP/s':>13}{'dense ms/sample':>17}{'dense/event':>13}{'Δ spikes':>13}")
+              f"{'event SOP/s':>13}{'dense ms/sample':>17}{'dense/event':>13}{'Δ spikes':>13}"
+              f"{'brian2 ms/sample':>18}{'brian2/event':>14}")
     print(header)
+    brian2 = {}
     for name, model in models.items():
+        t_brian2, timing = time_brian2(model, encode(model, data.x_test[:n_brian2], steps=steps, seed=0), n_brian2)
+        brian2[name] = (t_brian2, timing)
         for batch, n in ((1, n1), (64, n64)):
             enc = encode(model, data.x_test[:n], steps=steps, seed=0)
             t_event, result = time_event(model, enc, batch, repeats)
@@ -162,7 +181,15 @@ def main() -> None:
             sops = result.total_sops().mean()
             rate = sum(c.sum() for c in result.spike_counts.values()) / (n * steps * model.n_neurons)
             print(f"{name:<24}{batch:>6}{sops:>13,.0f}{rate:>20.4f}{1e3 * t_event / n:>17.2f}"
-                  f"{sops * n / t_event:>13.2e}{1e3 * t_dense / n:>17.2f}{t_dense / t_event:>13.2f}{100 * diff:>12.3f}%")
+                  f"{sops * n / t_event:>13.2e}{1e3 * t_dense / n:>17.2f}{t_dense / t_event:>13.2f}{100 * diff:>12.3f}%"
+                  f"{1e3 * t_brian2:>18.1f}{t_brian2 / (t_event / n):>14.1f}")
+
+    print(f"\nBrian2 (numpy target, float32, one network built once per model, samples one by one; first "
+          f"{n_brian2} samples): time per sample against the bare Network.run() time")
+    for name, (t_brian2, timing) in brian2.items():
+        run = timing["run_s"] / timing["samples"]
+        print(f"  {name:<24} {1e3 * t_brian2:8.1f} ms/sample, run() {1e3 * run:8.1f} ms/sample: "
+              f"+{100 * (t_brian2 / run - 1):.1f}% (restore, input, spike read-out); build {timing['build_s']:.2f} s")
 
     print("\nwall time against input rate: event time should follow SOPs, the dense loop stays flat")
     print(f"{'model':<24}{'batch':>6}{'max_rate Hz':>12}{'spikes/neuron/step':>20}{'SOP/sample':>13}"

@@ -22,6 +22,7 @@ from .encoding import EncodedInput, encode
 from .result import Result
 from .simulation import simulate
 from .energy import energy_report
+from .validate import validate  # evsnn.validate is this function; import the rest from evsnn.validate
 
 
 
@@ -37,7 +38,7 @@ def __getattr__(name: str):
 __all__ = [
     "convert",
     "__version__",
-    "save", "load", "simulate", "encode", "EncodedInput", "Result", "energy_report",
+    "save", "load", "simulate", "encode", "EncodedInput", "Result", "energy_report", "validate",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

@@ -1,4 +1,4 @@
-"""The ``evsnn`` command: ``info``, ``run``, ``convert``, ``sweep``, ``report``, ``demo``."""
+"""The ``evsnn`` command: ``info``, ``run``, ``convert``, ``sweep``, ``report``, ``validate``, ``demo``."""
 
 from __future__ import annotations
 
@@ -255,6 +255,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .io.datasets import mnist_split
+    from .io.hdf5 import load
+    from .validate import convergence, validate
+
+    model = load(args.model)
+    data = mnist_split()
+    if not 1 <= args.samples <= len(data.x_test):
+        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
+    props = ("same_step", "next_step") if args.propagation == "both" else (args.propagation,)
+    try:
+        factors = [int(k) for k in args.convergence.split(",")] if args.convergence else []
+    except ValueError as err:
+        raise InputError(f"--convergence must be comma-separated integers such as 10,100, got "
+                         f"{args.convergence!r}.") from err
+    x = data.x_test[: args.samples]
+    common = dict(steps=args.steps, encoding=args.encoding, seed=args.seed, max_rate=args.max_rate,
+                  progress=not args.quiet and not args.json)
+    report = validate(model, x, engines=(args.engine, args.against), dtype=(args.dtype, "float64"),
+                      propagation=props, **common)
+    conv = (convergence(model, x, engine=args.engine, factors=[1, *factors], dtype=args.dtype,
+                        propagation=props[0], **common) if factors else None)
+    data_note = f"bundled MNIST evaluation images [8000:{8000 + args.samples}]"
+    if args.json:
+        out = {"model": args.model, "data": data_note, **report.to_dict()}
+        if conv is not None:
+            out["convergence"] = conv.to_dict()
+        print(json.dumps(out, indent=2, default=float))
+    else:
+        print(f"{args.model}: {data_note}")
+        print(report.table())
+        if conv is not None:
+            print()
+            print(conv.table())
+    return 2 if args.strict and not report.identical else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evsnn",
@@ -332,6 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
     _add_report_parser(sub)
+    val = sub.add_parser("validate", help="cross-validate a saved model: an engine against the Brian2 reference, "
+                                          "spike for spike, on the bundled MNIST evaluation images")
+    val.add_argument("model", help="an evsnn HDF5 file")
+    val.add_argument("--against", default="brian2", help="the reference engine (default: brian2, run in float64)")
+    val.add_argument("--engine", default="event", help="the engine under test (default: event)")
+    val.add_argument("--samples", type=int, default=20, help="evaluation images to run (default: 20)")
+    val.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
+    val.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                     help="precision of the engine under test (default: float64)")
+    val.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
+                     help="input encoding (default: the model's)")
+    val.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
+    val.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+    val.add_argument("--propagation", choices=["same_step", "next_step", "both"], default="same_step",
+                     help="delay-0 convention: spikes cross all layers in their step (same_step, default) or "
+                          "one step per layer (next_step, Brian2's default schedule)")
+    val.add_argument("--convergence", default=None, metavar="K,K",
+                     help="also compare against Brian2 at dt/K for each K, e.g. 10,100")
+    val.add_argument("--strict", action="store_true", help="exit with status 2 unless identical spike for spike")
+    val.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    val.add_argument("--quiet", action="store_true", help="no progress bar")
+    val.set_defaults(func=_validate)
 
     demo = sub.add_parser(
         "demo",

@@ -68,6 +68,17 @@ class _Operator(BitExact):
         """Number of structural (pre, post) pairs, zero weights included."""
         return int(self.to_csr().nnz)  # type: ignore[attr-defined]
 
+    def fan_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per source neuron (length ``n_in``): its synapses (non-zero weights) and its connections (zeros included).
+
+        The SOP rule of every engine: a spike of source neuron ``j`` costs
+        ``synapses[j]`` synaptic operations (``connections[j]`` nominal).
+        """
+        csr = self.to_csr()  # type: ignore[attr-defined]
+        connections = np.bincount(csr.indices, minlength=self.n_in).astype(np.int64)
+        synapses = np.bincount(csr.indices[csr.data != 0], minlength=self.n_in).astype(np.int64)
+        return synapses, connections
+
 
 @dataclass(frozen=True, eq=False)
 class Dense(_Operator):
@@ -113,6 +124,10 @@ class Dense(_Operator):
 
     def n_connections(self) -> int:
         return int(self.weight.size)
+
+    def fan_out(self) -> tuple[np.ndarray, np.ndarray]:
+        n_out, n_in = self.weight.shape
+        return np.count_nonzero(self.weight, axis=0).astype(np.int64), np.full(n_in, n_out, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)

@@ -97,6 +97,7 @@ def simulate(
 
     start_setup = time.perf_counter()
     runner = get_engine(engine)(model, dtype=dtype, **engine_options)
+    runner.prepare(encoded)
     setup_time = time.perf_counter() - start_setup
 
     start = time.perf_counter()

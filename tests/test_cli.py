@@ -59,6 +59,8 @@ def test_demo_smoke(tmp_path, capsys):
     model = evsnn.load(out)
     assert [p.shape for p in model.populations] == [(1200,), (1200,), (10,)]
     assert model.provenance["training"]["train_images"] == 500
+    assert "cross-validation, event engine vs Brian2 (float64, 20 images, 5 steps)" in text
+    assert result["cross_validation"]["identical"]
     assert result["max_forward_diff"] < 1e-4
     assert "SNN accuracy" in text and result["snn"]["samples"] == 2000
     assert result["snn"]["sops_per_sample_total"]["mean"] > 0

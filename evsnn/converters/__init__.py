@@ -100,13 +100,13 @@ def convert(
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from torch import nn
-    >>> net = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 2, bias=False))
-    >>> x = np.random.default_rng(0).random((64, 4))
-    >>> model = convert(net, input_shape=(4,), norm="data", calibration=x)
-    >>> sorted(model.provenance["normalization_factors"])
-    ['fc1', 'fc2']
+    A bias-free MLP, normalized on calibration data (see docs/conversion.md)::
+
+        model = convert(net, input_shape=(4,), norm="data", calibration=x)
+        model.provenance["normalization_factors"]  # {'fc1': ..., 'fc2': ...}
+
+    (Not a doctest: Brian2 replaces pytest's doctest collector with one that
+    cannot collect a package's ``__init__.py``.)
     """
     if norm not in NORMS:
         raise ConversionError(f"convert: norm must be one of {', '.join(map(repr, NORMS))}, got {norm!r}.")

@@ -7,11 +7,15 @@ Every engine takes the same :class:`~evsnn.SpikingModel` and the same
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import EngineError
 
 __all__ = ["register_engine", "get_engine", "available_engines"]
 
 _ENGINES: dict[str, type] = {}
+#: Built-in engines imported on first request (``import evsnn`` must not import brian2, which is slow).
+_LAZY = {"brian2": "evsnn.engines.brian2"}
 
 
 def register_engine(name: str, cls: type) -> None:
@@ -26,6 +30,11 @@ def get_engine(name: str) -> type:
     """The engine class registered as ``name``."""
     _load_builtin()
     key = str(name).lower()
+    if key not in _ENGINES and key in _LAZY:
+        try:
+            importlib.import_module(_LAZY[key])  # registers it
+        except ImportError as err:
+            raise EngineError(f"Engine {key!r} could not be imported ({err}); install its dependencies.") from err
     if key not in _ENGINES:
         names = ", ".join(repr(n) for n in available_engines())
         raise EngineError(f"Engine {name!r} is not registered; available: {names}.")
@@ -35,7 +44,7 @@ def get_engine(name: str) -> type:
 def available_engines() -> tuple[str, ...]:
     """Registered engine names, sorted."""
     _load_builtin()
-    return tuple(sorted(_ENGINES))
+    return tuple(sorted(set(_ENGINES) | set(_LAZY)))
 
 
 def _load_builtin() -> None:

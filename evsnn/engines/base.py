@@ -62,6 +62,9 @@ class Engine:
         """Engine options that a Result must record to be reproducible."""
         return {"dtype": self.dtype.name}
 
+    def prepare(self, encoded: EncodedInput) -> None:
+        """Set-up that depends on the kind of input (spikes or analog); :func:`~evsnn.simulate` times it as set-up."""
+
     def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
         """Simulate samples ``start:stop`` of ``encoded`` for ``encoded.steps`` steps."""
         raise NotImplementedError

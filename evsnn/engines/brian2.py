@@ -1,0 +1,519 @@
+r"""The Brian2 reference engine (registered as ``"brian2"``).
+
+Brian2 is the continuous-time simulator that timestep engines are checked
+against. This engine builds one Brian2 ``Network`` per model (per input kind:
+spikes or analog current) and reuses it for every sample: the state stored
+right after the build is restored before each sample, the sample's input is
+set, and ``Network.run`` simulates it. Nothing is rebuilt per sample.
+
+The network
+-----------
+- one ``NeuronGroup`` per population. IF/LIF: ``v`` is updated once per
+  Brian2 step by one code block, :math:`v \leftarrow \beta_f v + I`, which is
+  the exact solution of :math:`\tau_m \dot v = -v` over the step
+  (:math:`\beta_f = e^{-dt'/\tau_m} = \beta^{dt'/dt}`) followed by the
+  step's input as an impulse. SRM: the PSP kernel
+  :math:`\epsilon(s) = (s/\tau_s)\,e^{1-s/\tau_s}` and the refractory kernel
+  are written as linear ODEs (``x``, ``y``: alpha kernel; ``r``:
+  exponential) that Brian2 integrates exactly; :math:`u = y + r`.
+  Threshold ``v >= th``; reset subtract (``v - th``) or to ``v_reset``;
+  bias is a constant current;
+- one ``Synapses`` per projection with only the non-zero weights (dense:
+  ``W != 0``; conv2d: its unrolled (pre, post) index arrays; sparse: the CSR
+  entries), ``on_pre`` adds the weight to the target's input of the step;
+- spike input is a ``SpikeGeneratorGroup`` fed the shared spike trains
+  (:meth:`~evsnn.encoding.EncodedInput.spike_events`); analog input is the
+  projected current :math:`W x` (computed once per sample with the
+  operator's ``forward``, as every engine does), held in a per-neuron
+  constant of the target group and reset between samples.
+
+Time and update order
+---------------------
+``propagation="same_step"`` (default) is the event engine's convention
+(DESIGN.md, "Time and update order"): a delay-0 spike crosses every layer
+within the step it was emitted. Brian2's schedule is arranged for it: all
+objects run in the ``groups`` slot, ordered per population (in model order)
+as synaptic pathways into it, its update, its thresholder, its resetter.
+A projection's delay ``d`` becomes a synaptic delay of ``d`` steps (``d - 1``
+for a projection from a later population, whose pathway runs before that
+population's thresholder and so reads its spikes one step late).
+
+``propagation="next_step"`` is Brian2's default schedule (``groups``,
+``thresholds``, ``synapses``, ``resets``): a spike reaches its target one
+Brian2 step later than ``same_step`` (one step per layer). At ``dt`` equal to
+the model's, this equals the event engine on the model whose spike-carried
+projections have their delay raised by one.
+
+The order in which inputs are summed is the event engine's, so that float64
+runs agree bit for bit: per target, pathways run in order of (delay
+descending, source in model order, projection in model order); dense
+pathways add each spike's weights into the input accumulator in order of
+source index, conv2d/sparse pathways (after the first) accumulate into their
+own variable that is added to the accumulator right after; then the analog
+currents and the bias are added, and the sum is applied in one update.
+
+Finer dt
+--------
+``dt=model.dt / k`` (``k`` integer) runs a continuous-time reference with
+the same input spike times (step ``t`` at time ``t * model.dt``), the same
+delays in seconds, and currents in the same units: an analog current or
+bias ``I`` per model step is injected as ``I / k`` per Brian2 step; a spike
+still adds its weight; LIF decays by :math:`\beta^{1/k}` per Brian2 step.
+Spike counts, SOPs and rasters are binned by model step (a neuron may then
+spike more than once per step); a ``membrane`` output is read at the end
+of each model step.
+
+SOPs are counted from Brian2's own recorded spikes (``SpikeMonitor`` on the
+input and every population) with the event engine's rule: a spike of
+neuron ``j`` through projection ``p`` costs the number of non-zero weights
+``j`` has in ``p`` (nominal: its connections, zeros included).
+
+SRM semantics (the event engine does not simulate SRM)
+------------------------------------------------------
+With :math:`I[t]` the input of step ``t`` (spikes delivered at ``t``, analog
+current, bias), arriving at the start of the step, and the state read at its
+end:
+
+.. math::
+
+    u[t] = \sum_{k=0}^{t} \epsilon\big((k+1)\,dt\big)\, I[t-k] + r[t], \qquad
+    s[t] = [u[t] \ge \theta],
+
+    r[t] = e^{-dt/\tau_r}\, r^+[t-1], \qquad
+    r^+[t] = r[t] - \theta s[t] \ (\text{subtract}) \ \text{ or } \
+             r[t] + (v_{reset} - u[t])\, s[t] \ (\text{zero}),
+
+with :math:`r^+[-1] = v_{init}\,\theta` (``v_init_fraction``). The reset is
+carried by the refractory kernel and fades with :math:`\tau_r`. ``beta`` must
+be 1 for SRM neurons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..encoding import EncodedInput
+from ..errors import EngineError
+from ..model import INPUT, Population, Projection, SpikingModel
+from ..ops import Dense
+from . import register_engine
+from .base import BatchOutput, Engine
+
+try:
+    import brian2 as b2
+except ImportError as err:  # pragma: no cover - brian2 is a dependency, but may be missing
+    raise EngineError("Engine 'brian2' needs the brian2 package; install it with `pip install brian2`.") from err
+
+__all__ = ["Brian2Engine", "PROPAGATIONS", "CODEGENS"]
+
+try:  # newer pyparsing deprecates the names Brian2's parsers call, once per parsed statement
+    from pyparsing import PyparsingDeprecationWarning as _ParserWarning
+except ImportError:  # pragma: no cover - older pyparsing warns about nothing
+    _ParserWarning = None
+
+
+@contextlib.contextmanager
+def _quiet_parser():
+    """Silence pyparsing's deprecation warnings about Brian2's calls (noise, not about the user's model)."""
+    with warnings.catch_warnings():
+        if _ParserWarning is not None:
+            warnings.simplefilter("ignore", _ParserWarning)
+        yield
+
+
+PROPAGATIONS = ("same_step", "next_step")
+CODEGENS = ("numpy", "cython")
+
+
+def _codeobj_class(codegen: str):
+    if codegen == "numpy":
+        from brian2.codegen.runtime.numpy_rt import NumpyCodeObject
+
+        return NumpyCodeObject
+    try:
+        from brian2.codegen.runtime.cython_rt import CythonCodeObject
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise EngineError("Engine 'brian2': codegen='cython' needs Cython; install it or use codegen='numpy'.") from err
+    if not CythonCodeObject.is_available():
+        raise EngineError("Engine 'brian2': codegen='cython' needs Cython and a working C compiler; "
+                          "none was found. Use codegen='numpy'.")
+    return CythonCodeObject
+
+
+def synapse_arrays(op, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero synapses of an operator as ``(pre, post, weight)``, sorted by (pre, post)."""
+    if isinstance(op, Dense):
+        pre, post = np.nonzero(op.weight.T)
+        return pre.astype(np.int64), post.astype(np.int64), op.weight[post, pre].astype(dtype)
+    coo = op.to_csr().tocoo()
+    keep = coo.data != 0
+    post, pre, w = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
+    order = np.lexsort((post, pre))
+    return pre[order], post[order], w[order].astype(dtype)
+
+
+@dataclass
+class _Built:
+    """One Brian2 network for one input kind, with handles to what changes per sample."""
+
+    net: object
+    dt: float
+    generator: object | None
+    analog: list[tuple[object, str, Projection]]  # (group, variable, projection)
+    spike_monitors: dict[str, object]  # population name (or INPUT) -> SpikeMonitor
+    state_monitor: object | None  # v of a membrane readout
+    objects: dict[str, object] = field(default_factory=dict)  # Brian2 objects by role, for tests and inspection
+
+
+class Brian2Engine(Engine):
+    """Brian2 simulation of a :class:`~evsnn.SpikingModel` (the continuous-time reference).
+
+    Parameters
+    ----------
+    model : SpikingModel
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of Brian2's state variables and weights. Cross-validation
+        uses float64.
+    propagation : {"same_step", "next_step"}, default="same_step"
+        ``same_step``: a delay-0 spike crosses every layer within its step
+        (the event engine's convention); ``next_step``: Brian2's default
+        schedule, one Brian2 step per layer.
+    codegen : {"numpy", "cython"}, default="numpy"
+        Brian2's code-generation target; ``numpy`` needs no compiler,
+        ``cython`` compiles on first use (cached).
+    dt : float, seconds, optional
+        Brian2's time step; ``model.dt`` divided by a positive integer (e.g.
+        ``model.dt / 10``). Default ``model.dt``.
+
+    Notes
+    -----
+    Samples run one after the other on the one network (restored to its
+    initial state before each): at batch 64 each sample costs what it costs
+    at batch 1. :attr:`timing` accumulates the build time, the seconds
+    spent inside ``Network.run`` and per sample overall (restore, input,
+    run, spike read-out). Brian2 objects are named by position (``pop0``,
+    ``proj1``), the same in every engine, so that the cython target reuses
+    the code it compiled for another model of the same structure.
+    """
+
+    name = "brian2"
+
+    def __init__(self, model: SpikingModel, *, dtype: str = "float32", propagation: str = "same_step",
+                 codegen: str = "numpy", dt: float | None = None):
+        super().__init__(model, dtype=dtype)
+        where = f"Engine {self.name!r}"
+        if propagation not in PROPAGATIONS:
+            raise EngineError(f"{where}: propagation must be one of {', '.join(map(repr, PROPAGATIONS))}, "
+                              f"got {propagation!r}.")
+        if codegen not in CODEGENS:
+            raise EngineError(f"{where}: codegen must be one of {', '.join(map(repr, CODEGENS))}, got {codegen!r}.")
+        self.propagation, self.codegen = propagation, codegen
+        self.substeps = self._substeps(dt)
+        self.dt_brian2 = model.dt / self.substeps
+        for p in model.populations:
+            if p.neuron.kind == "srm" and p.neuron.beta != 1.0:
+                raise EngineError(f"Population {p.name!r}: beta must be 1.0 for kind 'srm' (its leak is the "
+                                  f"kernels'), got {p.neuron.beta!r}.")
+        self.codeobj_class = _codeobj_class(codegen)
+        self.fan_out = {pr.name: pr.op.fan_out() for pr in model.projections}
+        self.index = {p.name: i for i, p in enumerate(model.populations)}
+        self.rank = {pr.name: j for j, pr in enumerate(model.projections)}
+        self.timing = {"samples": 0, "run_s": 0.0, "sample_s": 0.0, "build_s": 0.0}
+        self._built: dict[bool, _Built] = {}
+
+    def _substeps(self, dt: float | None) -> int:
+        if dt is None:
+            return 1
+        ok = not isinstance(dt, bool) and isinstance(dt, (int, float, np.integer, np.floating))
+        ratio = self.model.dt / float(dt) if ok and math.isfinite(float(dt)) and dt > 0 else 0.0
+        k = round(ratio)
+        if k < 1 or abs(ratio - k) > 1e-9 * k:
+            raise EngineError(f"Engine {self.name!r}: dt must be the model's dt ({self.model.dt:g} s) divided by a "
+                              f"positive integer, got {dt!r}. Pass e.g. dt=model.dt / 10.")
+        return int(k)
+
+    @property
+    def settings(self) -> dict:
+        return {**super().settings, "propagation": self.propagation, "codegen": self.codegen,
+                "brian2_dt": self.dt_brian2, "substeps": self.substeps}
+
+    # --- building ------------------------------------------------------------------------------
+    def prepare(self, encoded: EncodedInput) -> None:
+        """Build the network for this kind of input (spikes or analog current), once."""
+        self.network(encoded.is_spiking)
+
+    def network(self, spiking: bool) -> _Built:
+        """The Brian2 network for spike input (``True``) or analog input, built on first use."""
+        if spiking not in self._built:
+            begin = time.perf_counter()
+            with _quiet_parser():
+                self._built[spiking] = self._build(spiking)
+            self.timing["build_s"] += time.perf_counter() - begin
+        return self._built[spiking]
+
+    def _incoming(self, pop: Population, spiking: bool) -> tuple[list[Projection], list[Projection]]:
+        """Spike-carried projections into ``pop`` in summation order, and analog ones in model order."""
+        model = self.model
+        rank = self.rank
+        src = lambda pr: -1 if pr.source == INPUT else self.index[pr.source]  # noqa: E731
+        into = model.projections_into(pop.name)
+        silent = model.output if model.readout == "membrane" else None  # a membrane output never spikes
+        spikes = [pr for pr in into if (pr.source != INPUT or spiking) and pr.source != silent]
+        spikes.sort(key=lambda pr: (-pr.delay, src(pr), rank[pr.name]))
+        analog = [pr for pr in into if pr.source == INPUT and not spiking]
+        return spikes, analog
+
+    def _build(self, spiking: bool) -> _Built:
+        model, dtype, k = self.model, self.dtype, self.substeps
+        same = self.propagation == "same_step"
+        cc, sec = self.codeobj_class, b2.second
+        clock = b2.Clock(dt=self.dt_brian2 * sec, name="evsnn_clock")
+        objects: list = []
+        roles: dict[str, object] = {}
+        order = iter(range(1, 10**6))
+        schedule = lambda obj, when: (setattr(obj, "when", "groups" if same else when),  # noqa: E731
+                                      setattr(obj, "order", next(order)))
+
+        generator = None
+        if spiking:
+            generator = b2.SpikeGeneratorGroup(model.input.size, np.zeros(0, dtype=np.int64), np.zeros(0) * sec,
+                                               clock=clock, when="groups" if same else "thresholds", order=0,
+                                               name="evsnn_input", codeobj_class=cc)
+            objects.append(generator)
+            roles["input"] = generator
+
+        groups: dict[str, object] = {}
+        plans = {}
+        membrane_group = None
+        for pop in model.populations:  # every group first: a projection may come from a later population
+            spec = pop.neuron
+            membrane = model.readout == "membrane" and pop.name == model.output
+            incoming, analog = self._incoming(pop, spiking)
+            partial = {n for n, pr in enumerate(incoming) if n > 0 and not isinstance(pr.op, Dense)}
+            plans[pop.name] = (incoming, analog, partial, membrane)
+            eqs = ["th : 1 (constant)"]
+            if spec.kind == "srm":
+                eqs += ["dx/dt = -x / tau_s : 1", "dy/dt = (x - y) / tau_s : 1", "dr/dt = -r / tau_r : 1",
+                        "v = y + r : 1", "tau_s : second (constant, shared)", "tau_r : second (constant, shared)",
+                        "e_kick : 1 (constant, shared)"]
+            else:
+                eqs.append("v : 1")
+                if spec.kind == "lif":
+                    eqs.append("beta_step : 1 (constant, shared)")
+            if incoming:
+                eqs.append("I_syn : 1")
+            eqs += [f"I_p{n} : 1" for n in sorted(partial)]
+            eqs += [f"I_ext{n} : 1 (constant)" for n in range(len(analog))]
+            if pop.bias is not None:
+                eqs.append("bias : 1 (constant)")
+            if k != 1 and (analog or pop.bias is not None):
+                eqs.append("substep_fraction : 1 (constant, shared)")
+            if spec.reset == "zero" and not membrane:
+                eqs.append("v_reset : 1 (constant, shared)")
+            threshold = reset = None
+            if not membrane:
+                threshold = "v >= th"
+                if spec.kind == "srm":
+                    reset = "r = r - th" if spec.reset == "subtract" else "r = v_reset - y"
+                else:
+                    reset = "v = v - th" if spec.reset == "subtract" else "v = v_reset"
+            else:
+                membrane_group = pop.name
+            group = b2.NeuronGroup(pop.size, "\n".join(eqs), threshold=threshold, reset=reset,
+                                   method="exact" if spec.kind == "srm" else ("exact", "euler", "heun"),
+                                   namespace={}, dtype=dtype, clock=clock, name=f"pop{self.index[pop.name]}",
+                                   codeobj_class=cc)
+            self._initialise(group, pop, k)
+            groups[pop.name] = group
+            objects.append(group)
+            roles[f"group:{pop.name}"] = group
+
+        pathways: list[tuple[object, object | None]] = []  # next_step: (pathway, merge), targets in model order
+        analog_vars: list[tuple[object, str, Projection]] = []
+        for i, pop in enumerate(model.populations):
+            spec, group = pop.neuron, groups[pop.name]
+            incoming, analog, partial, membrane = plans[pop.name]
+            for n, pr in enumerate(incoming):  # pathways into this population, in summation order
+                source = generator if pr.source == INPUT else groups[pr.source]
+                later = pr.source != INPUT and self.index[pr.source] >= i
+                syn = self._synapses(pr, source, group, clock, f"I_p{n}" if n in partial else "I_syn",
+                                     delay=pr.delay * k - (1 if same and later else 0))
+                objects.append(syn)
+                roles[f"synapses:{pr.name}"] = syn
+                merge = None
+                if n in partial:
+                    merge = group.run_regularly(f"I_syn = I_syn + I_p{n}\nI_p{n} = 0", clock=clock,
+                                                name=f"{syn.name}_merge", codeobj_class=cc)
+                    objects.append(merge)
+                    roles[f"merge:{pr.name}"] = merge
+                if same:
+                    schedule(syn.pre, "synapses")
+                    if merge is not None:
+                        schedule(merge, "synapses")
+                else:
+                    pathways.append((syn.pre, merge))
+
+            # the one update of the step: cur = I_syn + analog currents + bias, applied at once
+            terms = ["I_syn"] if incoming else []
+            for n, pr in enumerate(analog):
+                term = f"I_ext{n}" + (" * substep_fraction" if k != 1 else "")
+                if pr.delay:
+                    term += f" * int(t_in_timesteps >= {pr.delay * k})"
+                terms.append(term)
+                analog_vars.append((group, f"I_ext{n}", pr))
+            if pop.bias is not None:
+                terms.append("bias" + (" * substep_fraction" if k != 1 else ""))
+            # One binary sum per statement, each into a new temporary: Brian2 may reorder the terms of a
+            # longer sum, and its numpy target turns `a = a + b` into an in-place add, which would write
+            # through a temporary that aliases a constant array.
+            lines, cur = [], terms[0] if terms else None
+            for n, term in enumerate(terms[1:], start=1):
+                lines.append(f"sum_in{n} = {cur} + {term}")
+                cur = f"sum_in{n}"
+            if spec.kind == "srm":
+                if terms:
+                    lines.append(f"x = x + e_kick * {cur}")
+            elif spec.kind == "lif":
+                lines.append(f"v = beta_step * v + {cur}" if terms else "v = beta_step * v")
+            elif terms:
+                lines.append(f"v = v + {cur}")
+            if incoming:
+                lines.append("I_syn = 0")
+            if lines:
+                update = group.run_regularly("\n".join(lines), clock=clock, name=f"pop{i}_update",
+                                             codeobj_class=cc)
+                objects.append(update)
+                roles[f"update:{pop.name}"] = update
+                schedule(update, "groups")
+            if spec.kind == "srm":
+                schedule(group.state_updater, "groups")
+            if not membrane:
+                schedule(group.thresholder["spike"], "thresholds")
+                schedule(group.resetter["spike"], "resets")
+
+        if not same:  # Brian2's default slots; in the synapses slot, pathways into one target in summation order
+            for pre, merge in pathways:
+                pre.when, pre.order = "synapses", next(order)
+                if merge is not None:
+                    merge.when, merge.order = "synapses", next(order)
+
+        monitors = {}
+        for name, source in ([(INPUT, generator)] if spiking else []) + list(groups.items()):
+            if name == membrane_group:
+                continue
+            monitors[name] = b2.SpikeMonitor(source, record=True, when="end", order=0,
+                                             name=f"{source.name}_spikes", codeobj_class=cc)
+            objects.append(monitors[name])
+        state_monitor = None
+        if membrane_group is not None:
+            state_monitor = b2.StateMonitor(groups[membrane_group], "v", record=True, clock=clock, when="end", order=1,
+                                            name=f"{groups[membrane_group].name}_v", codeobj_class=cc)
+            objects.append(state_monitor)
+
+        net = b2.Network(*objects, name="evsnn_network")
+        net.store("initial")
+        return _Built(net=net, dt=self.dt_brian2, generator=generator, analog=analog_vars,
+                      spike_monitors=monitors, state_monitor=state_monitor, objects=roles)
+
+    def _initialise(self, group, pop: Population, k: int) -> None:
+        """Constants and initial state of a population, in the engine's dtype (as the event engine computes them)."""
+        spec, dtype = pop.neuron, self.dtype
+        th = spec.threshold
+        threshold = dtype.type(th) if isinstance(th, float) else np.asarray(th, dtype=dtype).reshape(-1)
+        v_init = threshold * dtype.type(spec.v_init_fraction)
+        values = {"th": np.broadcast_to(threshold, (pop.size,))}
+        if spec.kind == "srm":
+            values.update(r=np.broadcast_to(v_init, (pop.size,)), e_kick=math.e)
+        else:
+            values["v"] = np.broadcast_to(v_init, (pop.size,))
+            if spec.kind == "lif":
+                values["beta_step"] = spec.beta if k == 1 else spec.beta ** (1.0 / k)
+        if pop.bias is not None:
+            values["bias"] = pop.bias.reshape(-1).astype(dtype)
+        if "substep_fraction" in group.variables:
+            values["substep_fraction"] = 1.0 / k
+        if "v_reset" in group.variables:
+            values["v_reset"] = spec.v_reset
+        for name, value in values.items():
+            group.variables[name].set_value(np.asarray(value, dtype=group.variables[name].dtype))
+        if spec.kind == "srm":
+            group.tau_s = spec.tau_syn * b2.second
+            group.tau_r = spec.tau_refr * b2.second
+
+    def _synapses(self, pr: Projection, source, target, clock, variable: str, *, delay: int):
+        """A Synapses object with the projection's non-zero weights; ``on_pre`` adds them to ``variable``."""
+        pre, post, w = synapse_arrays(pr.op, self.dtype)
+        syn = b2.Synapses(source, target, "w : 1 (constant)", on_pre=f"{variable}_post += w",
+                          delay=delay * self.dt_brian2 * b2.second, namespace={}, dtype=self.dtype, clock=clock,
+                          name=f"proj{self.rank[pr.name]}", codeobj_class=self.codeobj_class)
+        syn.connect(i=pre, j=post)
+        syn.variables["w"].set_value(w)
+        return syn
+
+    # --- running -------------------------------------------------------------------------------
+    def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
+        model, dtype, k = self.model, self.dtype, self.substeps
+        built = self.network(encoded.is_spiking)
+        batch, steps = stop - start, encoded.steps
+        out = BatchOutput.empty(model, encoded, batch, record)
+        sec = b2.second
+        duration = steps * k * built.dt * sec
+        if encoded.is_spiking:
+            sample, step, neuron = encoded.spike_events(start, stop)
+            bounds = np.searchsorted(sample, np.arange(start, stop + 1))
+        else:
+            x = encoded.current(start, stop)
+            currents = {}
+            for _, _, pr in built.analog:
+                currents[pr.name] = pr.op.forward(x.astype(dtype)).astype(dtype)
+                out.input_macs[pr.name][:] = ((x != 0) @ self.fan_out[pr.name][0])[:, None]
+        spike_fed = [pr for pr in model.projections if pr.name in out.sops and pr.source in built.spike_monitors]
+
+        for b in range(batch):
+            begin = time.perf_counter()
+            built.net.restore("initial")
+            if encoded.is_spiking:
+                lo, hi = bounds[b], bounds[b + 1]
+                built.generator.set_spikes(neuron[lo:hi], step[lo:hi] * k * built.dt * sec, sorted=True)
+            else:
+                for group, variable, pr in built.analog:
+                    group.variables[variable].set_value(currents[pr.name][b])
+            with _quiet_parser():
+                run_start = time.perf_counter()
+                built.net.run(duration, namespace={})
+                run_time = time.perf_counter() - run_start
+
+            spikes = {}
+            for name, mon in built.spike_monitors.items():
+                fine = np.rint(np.asarray(mon.variables["t"].get_value()) / built.dt).astype(np.int64)
+                spikes[name] = (fine // k, np.asarray(mon.variables["i"].get_value()).astype(np.int64))
+            for pop in model.populations:
+                if pop.name not in spikes:
+                    continue  # membrane readout
+                st, nr = spikes[pop.name]
+                out.spike_counts[pop.name][b] = np.bincount(st, minlength=steps)
+                if pop.name == model.output:
+                    np.add.at(out.output[b], (st, nr), 1)
+                if pop.name in out.rasters:
+                    out.rasters[pop.name].append((np.full(st.size, start + b), st, nr))
+            for pr in spike_fed:
+                st, nr = spikes[pr.source]
+                synapses, connections = self.fan_out[pr.name]
+                out.sops[pr.name][b] = np.bincount(st, weights=synapses[nr], minlength=steps)
+                out.sops_nominal[pr.name][b] = np.bincount(st, weights=connections[nr], minlength=steps)
+            if built.state_monitor is not None:
+                v = np.asarray(built.state_monitor.variables["v"].get_value())  # (fine steps, neurons)
+                out.output[b] = v[k - 1::k]
+            self.timing["samples"] += 1
+            self.timing["run_s"] += run_time
+            self.timing["sample_s"] += time.perf_counter() - begin
+        return out
+
+
+register_engine("brian2", Brian2Engine)

@@ -1,0 +1,612 @@
+r"""Cross-validation: does a timestep simulator compute what the Brian2 reference computes?
+
+:func:`validate` runs one model on one encoded input (produced once, from a
+seed) through two simulators and reports, per population, how many
+(sample, step, neuron) spikes are identical, the first step at which the
+two diverge, the correlation of per-neuron spike counts, the agreement of
+SOP counts per projection, and of predictions. :func:`convergence` runs a
+timestep engine against Brian2 at ``dt``, ``dt/10``, ``dt/100`` (the same
+input spike times), to show how far the timestep answer is from the
+continuous-time one.
+
+A simulator is a registered engine name (``"event"``, ``"brian2"``) or a
+callable, so that simulators evsnn did not write can be validated::
+
+    def my_simulator(model: SpikingModel, encoded: EncodedInput) -> Mapping[str, np.ndarray]:
+        ...  # every population's spikes, shape (encoded.n_samples, encoded.steps, *population.shape)
+
+The callable receives the whole :class:`~evsnn.encoding.EncodedInput` (input
+spikes from ``encoded.spikes(0, n)`` or ``encoded.spike_events(0, n)``,
+analog input from ``encoded.current(0, n)``) and returns, for every
+population, its spikes as booleans (or 0/1) indexed (sample, step, neuron);
+it may instead return a :class:`~evsnn.result.Result`. Its SOPs are counted
+from its spikes with the engines' rule, and its predictions are the output
+population's most-spiking neuron (ties to the lowest index); a ``membrane``
+readout needs a Result for predictions.
+
+Conventions (``docs/validation.md``):
+
+- ``propagation="same_step"``: a delay-0 spike crosses every layer within its
+  step (the event engine, SpikingJelly, snnTorch, sinabs);
+- ``propagation="next_step"``: Brian2's default schedule, one step per
+  layer. Brian2 runs it natively; every other simulator is handed the
+  equivalent model, whose spike-carried projections have their delay raised
+  by one step (:func:`next_step_model`).
+
+The event engine runs with ``dense_above=1.0`` (its event loop only) unless
+told otherwise: its dense BLAS path sums in another order, which in float64
+can flip a spike whose potential lands within about 1e-16 of threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from .encoding import EncodedInput, encode
+from .errors import EngineError, InputError
+from .model import INPUT, Projection, SpikingModel
+from .result import Result
+from .simulation import simulate
+
+__all__ = ["validate", "convergence", "compare", "next_step_model", "ValidationReport", "Comparison",
+           "PopulationAgreement", "SopAgreement", "ConvergenceReport", "Simulator"]
+
+#: A simulator: a registered engine name, or a callable ``(model, encoded) -> {population: spikes}`` or Result.
+Simulator = Union[str, Callable[[SpikingModel, EncodedInput], Any]]
+
+PROPAGATIONS = ("same_step", "next_step")
+_DEFAULT_OPTIONS = {"event": {"dense_above": 1.0}}
+
+
+# ============================================================================================
+# Reports
+# ============================================================================================
+@dataclass(frozen=True)
+class PopulationAgreement:
+    """Spike agreement of one population between simulators ``a`` and ``b``.
+
+    Attributes
+    ----------
+    spikes_a, spikes_b : int
+        (sample, step, neuron) spike events of each.
+    identical : int
+        Events present in both.
+    agreement : float
+        ``identical / (events in either)``; 1.0 when neither spikes.
+    first_divergence : int or None
+        Earliest step at which the two differ in some sample (None if never).
+    first_divergence_sample : int or None
+        The (lowest) sample that diverges at that step.
+    count_correlation : float
+        Pearson correlation of spike counts per (sample, neuron); 1.0 when
+        the counts are identical, NaN when one side is constant and they differ.
+    """
+
+    name: str
+    spikes_a: int
+    spikes_b: int
+    identical: int
+    agreement: float
+    first_divergence: int | None
+    first_divergence_sample: int | None
+    count_correlation: float
+
+
+@dataclass(frozen=True)
+class SopAgreement:
+    """SOPs of one projection: totals over samples and steps, and the fraction of (sample, step) counts equal."""
+
+    name: str
+    sops_a: int
+    sops_b: int
+    equal_fraction: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Simulators ``a`` and ``b`` on one model, one input and one propagation convention."""
+
+    a: str
+    b: str
+    propagation: str
+    samples: int
+    steps: int
+    settings: dict[str, Any]
+    populations: tuple[PopulationAgreement, ...]
+    sops: tuple[SopAgreement, ...]
+    predictions_a: np.ndarray | None = field(repr=False)
+    predictions_b: np.ndarray | None = field(repr=False)
+    wall_time: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prediction_agreement(self) -> float | None:
+        """Fraction of samples with the same prediction (None when a side gives none)."""
+        if self.predictions_a is None or self.predictions_b is None:
+            return None
+        return float(np.mean(self.predictions_a == self.predictions_b))
+
+    @property
+    def spike_agreement(self) -> float:
+        """Identical events over events in either, pooled over populations."""
+        both = sum(p.identical for p in self.populations)
+        either = sum(p.spikes_a + p.spikes_b - p.identical for p in self.populations)
+        return 1.0 if either == 0 else both / either
+
+    @property
+    def identical(self) -> bool:
+        """Spike for spike, SOP for SOP and prediction for prediction the same."""
+        return (all(p.agreement == 1.0 for p in self.populations)
+                and all(s.equal_fraction == 1.0 for s in self.sops)
+                and self.prediction_agreement in (1.0, None))
+
+    @property
+    def first_divergence(self) -> int | None:
+        steps = [p.first_divergence for p in self.populations if p.first_divergence is not None]
+        return min(steps) if steps else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a, "b": self.b, "propagation": self.propagation, "samples": self.samples,
+            "steps": self.steps, "settings": self.settings, "identical": self.identical,
+            "spike_agreement": self.spike_agreement, "first_divergence": self.first_divergence,
+            "prediction_agreement": self.prediction_agreement,
+            "populations": [vars(p).copy() for p in self.populations],
+            "sops": [vars(s).copy() for s in self.sops],
+            "wall_time_s": dict(self.wall_time),
+        }
+
+    def table(self) -> str:
+        a, b = self.a, self.b
+        st = self.settings
+        lines = [f"{a} vs {b}: {self.samples} samples x {self.steps} steps, {st.get('encoding')} input, "
+                 f"propagation {self.propagation}, dtype {st.get('dtype_a')} vs {st.get('dtype_b')}"]
+        rows = [[p.name, f"{p.spikes_a:,}", f"{p.spikes_b:,}", f"{p.identical:,}", f"{100 * p.agreement:.3f}%",
+                 "-" if p.first_divergence is None else f"{p.first_divergence} (sample {p.first_divergence_sample})",
+                 f"{p.count_correlation:.6f}"] for p in self.populations]
+        lines += _table(["population", f"spikes {a}", f"spikes {b}", "identical", "agreement", "first divergence",
+                         "count r"], rows)
+        if self.sops:
+            rows = [[s.name, f"{s.sops_a:,}", f"{s.sops_b:,}", f"{100 * s.equal_fraction:.3f}%"] for s in self.sops]
+            lines += _table(["projection", f"SOPs {a}", f"SOPs {b}", "equal (sample, step)"], rows)
+        pa = self.prediction_agreement
+        if pa is None:
+            lines.append("predictions: not compared (a membrane readout needs a Result from each side)")
+        else:
+            same = int(np.sum(self.predictions_a == self.predictions_b))
+            lines.append(f"predictions: {same}/{self.samples} identical ({100 * pa:.3f}%)")
+        verdict = ("IDENTICAL: spike for spike, SOPs and predictions" if self.identical else
+                   f"DIFFERENT: {100 * self.spike_agreement:.4f}% of spike events identical, first divergence "
+                   f"at step {self.first_divergence}")
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What :func:`validate` returns: one :class:`Comparison` per propagation convention."""
+
+    comparisons: tuple[Comparison, ...]
+
+    @property
+    def identical(self) -> bool:
+        return all(c.identical for c in self.comparisons)
+
+    def __getitem__(self, propagation: str) -> Comparison:
+        for c in self.comparisons:
+            if c.propagation == propagation:
+                return c
+        raise InputError(f"ValidationReport: propagation must be one of "
+                         f"{[c.propagation for c in self.comparisons]}, got {propagation!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identical": self.identical, "comparisons": [c.to_dict() for c in self.comparisons]}
+
+    def table(self) -> str:
+        return "\n\n".join(c.table() for c in self.comparisons)
+
+
+@dataclass(frozen=True)
+class ConvergenceReport:
+    """A timestep simulator against Brian2 at ``dt / k`` for each ``k`` (see :func:`convergence`).
+
+    ``rows`` has one dict per (k, population): ``k``, ``brian2_dt``, ``population``, ``rate_engine`` and
+    ``rate_brian2`` (spikes per neuron per model step), ``rate_error`` (mean over samples and neurons of the
+    absolute difference of per-neuron rates) and ``relative_error`` (of the population's total rate).
+    ``predictions`` has one dict per k: ``k``, ``prediction_agreement`` with the timestep result,
+    ``wall_time_s`` of the Brian2 run.
+    """
+
+    engine: str
+    samples: int
+    steps: int
+    settings: dict[str, Any]
+    rows: tuple[dict[str, Any], ...]
+    predictions: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "samples": self.samples, "steps": self.steps, "settings": self.settings,
+                "rows": [dict(r) for r in self.rows], "predictions": [dict(p) for p in self.predictions]}
+
+    def table(self) -> str:
+        st = self.settings
+        lines = [f"dt convergence: {self.engine} at dt={st['dt']:g} s against brian2 at dt/k, {self.samples} "
+                 f"samples x {self.steps} steps, {st['encoding']} input, propagation {st['propagation']}"]
+        rows = [[str(r["k"]), f"{r['brian2_dt']:.3g}", r["population"], f"{r['rate_engine']:.5f}",
+                 f"{r['rate_brian2']:.5f}", f"{r['rate_error']:.5f}", f"{100 * r['relative_error']:.2f}%"]
+                for r in self.rows]
+        lines += _table(["k", "brian2 dt (s)", "population", f"rate {self.engine}", "rate brian2",
+                         "|rate error|", "total rate error"], rows)
+        lines += [f"predictions, {self.engine} vs brian2 at dt/{p['k']}: {100 * p['prediction_agreement']:.2f}% "
+                  f"identical (brian2 {p['wall_time_s']:.1f} s)" for p in self.predictions]
+        return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [fmt(header), *(fmt(r) for r in rows)]
+
+
+# ============================================================================================
+# Running simulators
+# ============================================================================================
+@dataclass
+class _Run:
+    """What the comparison needs from one simulator: event keys per population, SOPs, predictions."""
+
+    label: str
+    samples: int
+    steps: int
+    keys: dict[str, np.ndarray]  # population -> sorted unique flat keys (sample * steps + step) * size + neuron
+    counts: dict[str, np.ndarray]  # population -> spikes per (sample, neuron), shape (N, size)
+    sops: dict[str, np.ndarray]  # projection -> (N, steps)
+    predictions: np.ndarray | None
+    settings: dict[str, Any]
+    wall_time: float
+
+
+def next_step_model(model: SpikingModel, *, spiking_input: bool) -> SpikingModel:
+    """The model that a ``same_step`` simulator runs to reproduce Brian2's ``next_step`` schedule.
+
+    Every spike-carried projection (from a population, or from the input when
+    it is spikes) gets one more step of delay; analog input keeps its delay.
+    """
+    projections = [Projection(pr.name, pr.source, pr.target, pr.op,
+                              pr.delay + (1 if pr.source != INPUT or spiking_input else 0))
+                   for pr in model.projections]
+    return model.replace(projections=projections)
+
+
+def _label(sim: Simulator) -> str:
+    return sim if isinstance(sim, str) else getattr(sim, "__name__", type(sim).__name__)
+
+
+def _keys_from_raster(raster, steps: int) -> np.ndarray:
+    return np.unique((raster.sample * steps + raster.step) * raster.n_neurons + raster.neuron)
+
+
+def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagation: str, dtype: str,
+         options: Mapping[str, Any], batch_size: int, progress: bool) -> _Run:
+    label = _label(sim)
+    steps = encoded.steps
+    is_brian2 = isinstance(sim, str) and sim.lower() == "brian2"
+    run_model = model if is_brian2 or propagation == "same_step" else next_step_model(
+        model, spiking_input=encoded.is_spiking)
+    start = time.perf_counter()
+    if isinstance(sim, str):
+        opts = {**_DEFAULT_OPTIONS.get(sim.lower(), {}), **options}
+        if is_brian2:
+            opts.setdefault("propagation", propagation)
+        result = simulate(run_model, encoded, engine=sim, dtype=dtype, record="all", batch_size=batch_size,
+                          progress=progress, **opts)
+        return _from_result(label, result, steps, time.perf_counter() - start)
+    if not callable(sim):
+        raise InputError(f"validate: a simulator must be an engine name or a callable, got {sim!r}.")
+    try:
+        produced = sim(run_model, encoded)
+    except Exception as err:  # the user's code: say whose it was, keep the original error
+        raise EngineError(f"validate: simulator {label!r} raised {type(err).__name__}: {err}") from err
+    wall = time.perf_counter() - start
+    if isinstance(produced, Result):
+        return _from_result(label, produced, steps, wall)
+    return _from_spikes(label, produced, model, encoded, wall)
+
+
+def _from_result(label: str, result: Result, steps: int, wall: float) -> _Run:
+    missing = sorted(set(result.sizes) - set(result.rasters))
+    if missing:
+        raise InputError(f"validate: the Result of {label!r} must record every population's spikes "
+                         f"(record='all'); missing: {missing}.")
+    keys, counts = {}, {}
+    for name, r in result.rasters.items():
+        keys[name] = _keys_from_raster(r, steps)
+        counts[name] = np.bincount(r.sample * r.n_neurons + r.neuron,  # a finer dt may spike twice in a step
+                                   minlength=result.n_samples * r.n_neurons).reshape(result.n_samples, r.n_neurons)
+    return _Run(label, result.n_samples, steps, keys, counts, dict(result.sops), result.predictions,
+                dict(result.settings), wall)
+
+
+def _from_spikes(label: str, produced: object, model: SpikingModel, encoded: EncodedInput, wall: float) -> _Run:
+    where = f"validate: simulator {label!r}"
+    if not isinstance(produced, Mapping):
+        raise InputError(f"{where} must return a mapping population -> spikes or a Result, got "
+                         f"{type(produced).__name__}.")
+    n, steps = encoded.n_samples, encoded.steps
+    names = [p.name for p in model.populations]
+    unknown = sorted(set(produced) - set(names))
+    missing = [p for p in names if p not in produced]
+    if unknown or missing:
+        raise InputError(f"{where} must return spikes for exactly the populations {names}; "
+                         f"missing {missing}, unknown {unknown}.")
+    keys, counts = {}, {}
+    for pop in model.populations:
+        try:
+            arr = np.asarray(produced[pop.name])
+        except Exception as err:
+            raise InputError(f"{where}: spikes of {pop.name!r} must be an array, got "
+                             f"{type(produced[pop.name]).__name__}.") from err
+        want = (n, steps, *pop.shape)
+        if arr.shape != want and arr.shape != (n, steps, pop.size):
+            raise InputError(f"{where}: spikes of {pop.name!r} must have shape {want} (samples, steps, *shape), "
+                             f"got {arr.shape}.")
+        if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+            raise InputError(f"{where}: spikes of {pop.name!r} must be booleans or 0/1, got values "
+                             f"{np.unique(arr)[:5].tolist()}.")
+        flat = np.flatnonzero(arr.reshape(n * steps * pop.size))
+        keys[pop.name] = flat  # already (sample, step, neuron)-ordered and unique
+        counts[pop.name] = np.bincount((flat // (steps * pop.size)) * pop.size + flat % pop.size,
+                                       minlength=n * pop.size).reshape(n, pop.size)
+    sops = {}
+    input_events = None
+    for pr in model.projections:
+        if pr.source == INPUT and not encoded.is_spiking:
+            continue
+        if pr.source == INPUT:
+            if input_events is None:
+                sample, step, neuron = encoded.spike_events(0, n)
+                input_events = (sample, step, neuron)
+            sample, step, neuron = input_events
+        else:
+            size = model.population(pr.source).size
+            flat = keys[pr.source]
+            sample, rest = np.divmod(flat, steps * size)
+            step, neuron = np.divmod(rest, size)
+        synapses = pr.op.fan_out()[0]
+        sops[pr.name] = np.bincount(sample * steps + step, weights=synapses[neuron],
+                                    minlength=n * steps).reshape(n, steps).astype(np.int64)
+    predictions = counts[model.output].argmax(axis=1) if model.readout == "count" else None
+    return _Run(label, n, steps, keys, counts, sops, predictions, {"simulator": label}, wall)
+
+
+# ============================================================================================
+# Comparing
+# ============================================================================================
+def compare(a: _Run | Result, b: _Run | Result, model: SpikingModel, *, propagation: str = "same_step",
+            labels: tuple[str, str] | None = None, settings: Mapping[str, Any] | None = None) -> Comparison:
+    """Compare two runs of ``model`` on the same input (Results with ``record="all"``, or internal runs).
+
+    Useful to compare one reference run with several candidates without running the reference again.
+    """
+    runs = []
+    for side, label in zip((a, b), labels or (None, None)):
+        if isinstance(side, Result):
+            side = _from_result(label or side.engine, side, side.steps, side.wall_time)
+        elif label:
+            side.label = label
+        runs.append(side)
+    a, b = runs
+    if (a.samples, a.steps) != (b.samples, b.steps):
+        raise InputError(f"compare: both runs must cover the same samples and steps, got {a.samples} x {a.steps} "
+                         f"({a.label!r}) and {b.samples} x {b.steps} ({b.label!r}).")
+    n, steps = a.samples, a.steps
+    populations = []
+    for pop in model.populations:
+        ka, kb = a.keys[pop.name], b.keys[pop.name]
+        both = np.intersect1d(ka, kb, assume_unique=True)
+        differ = np.setxor1d(ka, kb, assume_unique=True)
+        either = ka.size + kb.size - both.size
+        first_step = first_sample = None
+        if differ.size:
+            sample, rest = np.divmod(differ, steps * pop.size)
+            step = rest // pop.size
+            first_step = int(step.min())
+            first_sample = int(sample[step == first_step].min())
+        ca, cb = a.counts[pop.name].ravel(), b.counts[pop.name].ravel()
+        populations.append(PopulationAgreement(
+            name=pop.name, spikes_a=int(ka.size), spikes_b=int(kb.size), identical=int(both.size),
+            agreement=1.0 if either == 0 else both.size / either, first_divergence=first_step,
+            first_divergence_sample=first_sample, count_correlation=_correlation(ca, cb)))
+    sops = []
+    for name in a.sops:
+        if name not in b.sops:
+            continue
+        sa, sb = a.sops[name], b.sops[name]
+        sops.append(SopAgreement(name=name, sops_a=int(sa.sum()), sops_b=int(sb.sum()),
+                                 equal_fraction=float(np.mean(sa == sb)) if sa.size else 1.0))
+    st = {**(settings or {}), "dtype_a": a.settings.get("dtype", "n/a"), "dtype_b": b.settings.get("dtype", "n/a")}
+    return Comparison(a=a.label, b=b.label, propagation=propagation, samples=int(n), steps=int(steps), settings=st,
+                      populations=tuple(populations), sops=tuple(sops), predictions_a=a.predictions,
+                      predictions_b=b.predictions, wall_time={a.label: a.wall_time, b.label: b.wall_time})
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    if np.array_equal(x, y):
+        return 1.0
+    if x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ============================================================================================
+# Entry points
+# ============================================================================================
+def _encoded(model: SpikingModel, x: object, *, steps: int | None, encoding, seed, max_rate, scale,
+             where: str) -> EncodedInput:
+    if isinstance(x, EncodedInput):
+        if steps is not None and steps != x.steps:
+            raise InputError(f"{where}: steps must match the encoded input's {x.steps}, got {steps}.")
+        return x
+    return encode(model, x, steps=100 if steps is None else steps, encoding=encoding, seed=seed, max_rate=max_rate,
+                  scale=scale)
+
+
+def _propagations(propagation: str | Sequence[str], where: str) -> tuple[str, ...]:
+    props = (propagation,) if isinstance(propagation, str) else tuple(propagation)
+    if not props or any(p not in PROPAGATIONS for p in props):
+        raise InputError(f"{where}: propagation must be 'same_step', 'next_step' or a sequence of them, "
+                         f"got {propagation!r}.")
+    return props
+
+
+def validate(
+    model: SpikingModel,
+    x: np.ndarray | EncodedInput,
+    engines: Sequence[Simulator] = ("event", "brian2"),
+    *,
+    steps: int | None = None,
+    encoding: str | None = None,
+    seed: int = 0,
+    max_rate: float | None = None,
+    scale: float | None = None,
+    dtype: str | Sequence[str] = "float64",
+    propagation: str | Sequence[str] = "same_step",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> ValidationReport:
+    """Run ``model`` on the same input through two simulators and compare them spike for spike.
+
+    Parameters
+    ----------
+    model : SpikingModel
+    x : array of shape (N, *model.input.shape), or EncodedInput
+        Raw input, encoded once here (``steps``, ``encoding``, ``seed``,
+        ``max_rate``, ``scale``; default 100 steps), or input already encoded.
+    engines : pair of simulators, default=("event", "brian2")
+        Each a registered engine name or a callable
+        ``(model, encoded) -> {population name: spikes of shape (N, steps, *shape)}``
+        (or returning a Result); see the module docstring.
+    dtype : str or (str, str), default="float64"
+        Precision of each engine (one for both, or one per engine); ignored for callables.
+    propagation : {"same_step", "next_step"} or a sequence of them
+        Convention(s) to compare under; one :class:`Comparison` each.
+    options : mapping, optional
+        Engine options per engine name, e.g. ``{"brian2": {"codegen": "cython"}}``.
+        The event engine defaults to ``dense_above=1.0``.
+    batch_size : int, default=64
+    progress : bool
+
+    Returns
+    -------
+    ValidationReport
+        ``.table()`` for reading, ``.to_dict()`` for JSON, ``.identical`` for a verdict.
+
+    Raises
+    ------
+    InputError
+        Bad input, a bad convention, or a callable returning the wrong thing.
+    EngineError
+        An engine cannot run the model (e.g. SRM on the event engine), or a callable raised.
+    """
+    where = "validate"
+    engines = tuple(engines)
+    if len(engines) != 2:
+        raise InputError(f"{where}: engines must be two simulators, got {len(engines)}.")
+    dtypes = (dtype, dtype) if isinstance(dtype, str) else tuple(dtype)
+    if len(dtypes) != 2:
+        raise InputError(f"{where}: dtype must be a string or one per engine, got {dtype!r}.")
+    props = _propagations(propagation, where)
+    encoded = _encoded(model, x, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale,
+                       where=where)
+    options = dict(options or {})
+    comparisons = []
+    for prop in props:
+        runs = [_run(sim, model, encoded, propagation=prop, dtype=dt_,
+                     options=options.get(sim.lower(), {}) if isinstance(sim, str) else {},
+                     batch_size=batch_size, progress=progress) for sim, dt_ in zip(engines, dtypes)]
+        settings = {"encoding": encoded.encoding, "seed": encoded.seed, "dt": model.dt, "samples": encoded.n_samples,
+                    "steps": encoded.steps, "settings_a": runs[0].settings, "settings_b": runs[1].settings}
+        comparisons.append(compare(runs[0], runs[1], model, propagation=prop, settings=settings))
+    return ValidationReport(tuple(comparisons))
+
+
+def convergence(
+    model: SpikingModel,
+    x: np.ndarray | EncodedInput,
+    *,
+    engine: str = "event",
+    factors: Sequence[int] = (1, 10, 100),
+    steps: int | None = None,
+    encoding: str | None = None,
+    seed: int = 0,
+    max_rate: float | None = None,
+    scale: float | None = None,
+    dtype: str = "float64",
+    propagation: str = "same_step",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> ConvergenceReport:
+    """A timestep engine at the model's ``dt`` against Brian2 at ``dt / k`` for each ``k`` in ``factors``.
+
+    Brian2 sees the same input spike times (step ``t`` at ``t * dt``) and
+    currents in the same units (see :mod:`evsnn.engines.brian2`, "Finer dt").
+    Per population it reports both rates in spikes per neuron per model step,
+    the mean absolute difference of per-neuron rates, and the relative
+    difference of the total rate; per ``k`` the fraction of samples whose
+    prediction matches the timestep result's.
+
+    Parameters
+    ----------
+    engine : str, default="event"
+        The timestep engine (``"brian2"`` itself for models the event engine
+        does not simulate, such as SRM).
+    factors : sequence of int, default=(1, 10, 100)
+        Brian2 runs at ``model.dt / k``.
+    propagation : {"same_step", "next_step"}
+    Other parameters as :func:`validate` (``dtype`` is the timestep engine's; Brian2 runs in float64).
+
+    Returns
+    -------
+    ConvergenceReport
+    """
+    where = "convergence"
+    (prop,) = _propagations(propagation, where)
+    ks = []
+    for k in factors:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"{where}: factors must be positive integers, got {k!r}.")
+        ks.append(int(k))
+    encoded = _encoded(model, x, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale,
+                       where=where)
+    options = dict(options or {})
+    n, steps_ = encoded.n_samples, encoded.steps
+    base = _run(engine, model, encoded, propagation=prop, dtype=dtype, options=options.get(engine.lower(), {}),
+                batch_size=batch_size, progress=progress)
+    rows, predictions = [], []
+    for k in ks:
+        opts = {**options.get("brian2", {}), "dt": model.dt / k}
+        ref = _run("brian2", model, encoded, propagation=prop, dtype="float64", options=opts, batch_size=batch_size,
+                   progress=progress)
+        for pop in model.populations:
+            if model.readout == "membrane" and pop.name == model.output:
+                continue
+            ra, rb = base.counts[pop.name] / steps_, ref.counts[pop.name] / steps_
+            total_b = rb.mean()
+            rows.append({"k": k, "brian2_dt": model.dt / k, "population": pop.name, "rate_engine": float(ra.mean()),
+                         "rate_brian2": float(total_b), "rate_error": float(np.abs(ra - rb).mean()),
+                         "relative_error": float(abs(ra.mean() - total_b) / total_b) if total_b else
+                         (0.0 if ra.mean() == 0 else math.inf)})
+        agree = float(np.mean(base.predictions == ref.predictions)) if base.predictions is not None else math.nan
+        predictions.append({"k": k, "prediction_agreement": agree, "wall_time_s": ref.wall_time})
+    settings = {"dt": model.dt, "encoding": encoded.encoding, "seed": encoded.seed, "propagation": prop,
+                "dtype": dtype, "factors": ks}
+    return ConvergenceReport(engine=_label(engine), samples=n, steps=steps_, settings=settings, rows=tuple(rows),
+                             predictions=tuple(predictions))
+

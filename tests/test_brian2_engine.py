@@ -1,0 +1,327 @@
+"""The Brian2 engine against the event engine (IF/LIF) and a numpy reference (SRM).
+
+IF/LIF: Brian2 follows the event engine's update and summation order, so in
+float64 the two must agree spike for spike, SOP for SOP and output for output,
+on dyadic weights (every sum exact) and on Gaussian weights (the same sums in
+the same order), under both delay conventions. SRM, which the event engine
+does not simulate, is checked against a direct evaluation of the discrete-time
+kernels documented in :mod:`evsnn.engines.brian2`.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+pytest.importorskip("brian2")
+
+from evsnn import Dense, InputSpec, NeuronSpec, Population, Projection, SpikingModel  # noqa: E402
+from evsnn.encoding import encode  # noqa: E402
+from evsnn.engines import available_engines, get_engine  # noqa: E402
+from evsnn.errors import EngineError  # noqa: E402
+from evsnn.model import INPUT  # noqa: E402
+from evsnn.simulation import simulate  # noqa: E402
+from evsnn.validate import next_step_model  # noqa: E402
+from test_event_engine import CASES, gaussian_model, random_cases, results_equal  # noqa: E402
+
+pytestmark = pytest.mark.brian2
+
+
+def event_and_brian2(model, x, steps, *, propagation="same_step", seed=0, **kw):
+    """float64 event engine (on the equivalent model for next_step) and Brian2, on the same encoded input."""
+    enc = encode(model, x, steps=steps, seed=seed)
+    event_model = model if propagation == "same_step" else next_step_model(model, spiking_input=enc.is_spiking)
+    a = simulate(event_model, enc, dtype="float64", record="all", dense_above=1.0, **kw)
+    b = simulate(model, enc, engine="brian2", dtype="float64", record="all", propagation=propagation, **kw)
+    return a, b
+
+
+# ============================================================================================
+# IF / LIF: spike for spike with the event engine
+# ============================================================================================
+@pytest.mark.parametrize("propagation", ["same_step", "next_step"])
+@pytest.mark.parametrize("case", ["if_soft", "if_hard", "lif_soft", "lif_hard", "delays_bias", "conv",
+                                  "residual", "recurrent", "sparse", "membrane"])
+def test_dyadic_cases_match_event_engine(case, propagation):
+    encoding = {"conv": "current", "residual": "poisson"}.get(case, "regular")
+    model, x = CASES[case](encoding)
+    a, b = event_and_brian2(model, x, 20, propagation=propagation, seed=3)
+    assert sum(int(c.sum()) for c in b.spike_counts.values()) > 0
+    assert b.engine == "brian2" and b.settings["propagation"] == propagation
+    results_equal(a, b)
+
+
+@pytest.mark.parametrize("propagation", ["same_step", "next_step"])
+@pytest.mark.parametrize("encoding,readout", [("poisson", "count"), ("current", "membrane")])
+def test_gaussian_weights_match_bit_for_bit(encoding, readout, propagation):
+    """Non-dyadic weights, conv (stride 2, padding 1) + sparse residual + recurrent edge: the same sums in the
+    same order, so float64 potentials agree exactly (not just to rounding)."""
+    model, x = gaussian_model(encoding, readout)
+    a, b = event_and_brian2(model, x[:4], 25, propagation=propagation)
+    assert a.spike_counts["fc"].sum() > 0
+    results_equal(a, b)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_cases())
+def test_random_models_match_event_engine_in_both_conventions(case):
+    """Random dense/sparse/conv models, IF/LIF, both resets, delays 0..2, bias, residual or recurrent edges."""
+    model, x, steps, seed = case
+    for propagation in ("same_step", "next_step"):
+        a, b = event_and_brian2(model, x, steps, propagation=propagation, seed=seed)
+        results_equal(a, b)
+
+
+def test_next_step_is_one_step_later_per_layer():
+    """A chain input -> a -> b -> c of relays (weight = threshold): the spike of step 0 reaches c at step 0
+    with same_step and at step 3 with next_step (one step per layer, the input projection included)."""
+    relay = NeuronSpec(reset="zero")
+    model = SpikingModel(
+        input=InputSpec((1,), encoding="regular"),
+        populations=[Population(n, (1,), relay) for n in "abc"],
+        projections=[Projection("ia", INPUT, "a", Dense(np.ones((1, 1)))),
+                     Projection("ab", "a", "b", Dense(np.ones((1, 1)))),
+                     Projection("bc", "b", "c", Dense(np.ones((1, 1))), delay=2)],
+    )
+    enc = encode(model, np.array([[1.0]]), steps=12, max_rate=250.0)  # input spikes at steps 3, 7, 11
+    first = {}
+    for propagation in ("same_step", "next_step"):
+        r = simulate(model, enc, engine="brian2", dtype="float64", record="all", propagation=propagation)
+        first[propagation] = [int(r.rasters[n].step.min()) for n in "abc"]
+    assert first["same_step"] == [3, 3, 5]
+    assert first["next_step"] == [4, 5, 8]
+
+
+# ============================================================================================
+# SRM against the documented discrete-time kernels
+# ============================================================================================
+def srm_reference(model: SpikingModel, enc, n: int) -> dict[str, np.ndarray]:
+    """Spikes per population, (n, steps, size), from the docstring's formulas evaluated directly:
+    u[t] = sum_k eps((k+1) dt) I[t-k] + r[t], r decays by exp(-dt/tau_r) and carries the reset."""
+    steps, dt = enc.steps, model.dt
+    if enc.is_spiking:
+        inp = enc.spikes(0, n).toarray().reshape(steps, n, -1).transpose(1, 0, 2)
+    spikes, potentials = {}, {}
+    for pop in model.populations:
+        current = np.zeros((n, steps, pop.size))
+        for pr in model.projections_into(pop.name):
+            if pr.source == INPUT and not enc.is_spiking:
+                current[:, pr.delay:] += pr.op.forward(enc.current(0, n))[:, None, :]
+                continue
+            src = inp if pr.source == INPUT else spikes[pr.source]
+            delivered = pr.op.forward(src.reshape(n * steps, -1).astype(float)).reshape(n, steps, -1)
+            current[:, pr.delay:] += delivered[:, :steps - pr.delay]
+        if pop.bias is not None:
+            current += pop.bias.reshape(-1)
+        spec = pop.neuron
+        theta = np.broadcast_to(np.asarray(spec.threshold, dtype=float).reshape(-1), (pop.size,))
+        s = (np.arange(steps) + 1) * dt
+        kernel = (s / spec.tau_syn) * np.exp(1 - s / spec.tau_syn)
+        r = np.broadcast_to(spec.v_init_fraction * theta, (n, pop.size)).copy()
+        out, u_all = np.zeros((n, steps, pop.size), dtype=bool), np.zeros((n, steps, pop.size))
+        for t in range(steps):
+            r = r * math.exp(-dt / spec.tau_refr)
+            u = np.einsum("k,bkn->bn", kernel[:t + 1], current[:, t::-1]) + r
+            u_all[:, t] = u
+            if model.readout == "membrane" and pop.name == model.output:
+                continue
+            out[:, t] = u >= theta
+            r = r - theta * out[:, t] if spec.reset == "subtract" else np.where(out[:, t], spec.v_reset - (u - r), r)
+        spikes[pop.name], potentials[pop.name] = out, u_all
+    return {"spikes": spikes, "u": potentials}
+
+
+def srm_model(encoding, reset, *, readout="count", seed=0):
+    rng = np.random.default_rng(seed)
+    out_neuron = NeuronSpec("srm", threshold=0.8, tau_syn=3e-3, tau_refr=2e-3, reset=reset, v_reset=-0.1,
+                            v_init_fraction=0.5)
+    return SpikingModel(
+        input=InputSpec((20,), encoding=encoding),
+        populations=[Population("a", (15,), NeuronSpec("srm", threshold=rng.uniform(0.8, 1.2, 15), tau_syn=2e-3,
+                                                       tau_refr=4e-3, reset=reset, v_reset=-0.2),
+                                bias=rng.normal(0, 0.05, 15)),
+                     Population("b", (6,), out_neuron)],
+        projections=[Projection("w1", INPUT, "a", Dense(rng.normal(0.1, 0.3, (15, 20)))),
+                     Projection("w2", "a", "b", Dense(rng.normal(0.2, 0.4, (6, 15))), delay=1)],
+        readout=readout,
+    ), rng.uniform(0, 1, (3, 20)) * (0.3 if encoding == "poisson" else 0.5)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("encoding", ["poisson", "current"])
+def test_srm_matches_discrete_kernels(encoding, reset):
+    model, x = srm_model(encoding, reset)
+    enc = encode(model, x, steps=40, seed=1)
+    ref = srm_reference(model, enc, len(x))
+    res = simulate(model, enc, engine="brian2", dtype="float64", record="all")
+    for p in model.populations:
+        assert ref["spikes"][p.name].sum() > 20, "test model fires too little"
+        np.testing.assert_array_equal(res.rasters[p.name].to_dense(len(x), 40), ref["spikes"][p.name],
+                                      err_msg=p.name)
+
+
+def test_srm_membrane_readout_matches_kernels():
+    model, x = srm_model("current", "subtract", readout="membrane", seed=2)
+    enc = encode(model, x, steps=30)
+    ref = srm_reference(model, enc, len(x))
+    res = simulate(model, enc, engine="brian2", dtype="float64", record="all")
+    assert res.spike_counts["b"].sum() == 0
+    np.testing.assert_allclose(res.output, ref["u"]["b"], rtol=1e-10, atol=1e-12)
+
+
+# ============================================================================================
+# Finer dt: the continuous-time reference
+# ============================================================================================
+def test_finer_dt_converges_to_the_analytic_lif_rate():
+    """LIF with a constant current c per step: tau dv/dt = -v + c tau/dt spikes every
+    T* = tau ln(c'/(c' - theta)) (c' = c tau / dt) in continuous time. Brian2 at dt/k approaches
+    floor(T / T*) spikes as k grows; at k = 1 it is the timestep model."""
+    beta, dt, steps = 0.9, 1e-3, 200
+    currents = np.array([0.12, 0.15, 0.2, 0.3, 0.6, 1.2])  # up to 1.15 spikes per step in continuous time
+    model = SpikingModel(input=InputSpec((6,)), populations=[Population("n", (6,), NeuronSpec("lif", beta=beta))],
+                         projections=[Projection("w", INPUT, "n", Dense(np.eye(6)))])
+    tau = -dt / math.log(beta)
+    drive = currents * tau / dt
+    period = tau * np.log(drive / (drive - 1.0))
+    exact = np.floor(steps * dt / period)
+    errors = []
+    for k in (1, 10, 100):
+        r = simulate(model, currents[None], steps=steps, engine="brian2", dtype="float64", dt=dt / k)
+        assert r.settings["substeps"] == k and r.settings["brian2_dt"] == pytest.approx(dt / k)
+        errors.append(np.abs(r.spike_counts["n"].sum() - exact.sum()))
+        if k == 100:
+            np.testing.assert_allclose(r.output.sum(axis=1)[0], exact, atol=1)
+    assert errors[2] < errors[0]
+
+
+def test_finer_dt_keeps_input_spike_times_and_delays():
+    """Relays: an input spike at step t reaches a (delay 0) at step t and b (delay 2) at t + 2, at any dt."""
+    relay = NeuronSpec(reset="zero")
+    model = SpikingModel(
+        input=InputSpec((3,), encoding="regular"),
+        populations=[Population("a", (3,), relay), Population("b", (3,), relay)],
+        projections=[Projection("ia", INPUT, "a", Dense(np.eye(3))), Projection("ab", "a", "b", Dense(np.eye(3)),
+                                                                                delay=2)],
+    )
+    enc = encode(model, np.array([[1.0, 0.5, 0.25]]), steps=10)
+    want = simulate(model, enc, dtype="float64", record="all")
+    for k in (1, 10):
+        got = simulate(model, enc, engine="brian2", dtype="float64", record="all", dt=model.dt / k)
+        for name in "ab":
+            np.testing.assert_array_equal(got.rasters[name].step, want.rasters[name].step, err_msg=f"{name}, k={k}")
+            np.testing.assert_array_equal(got.rasters[name].neuron, want.rasters[name].neuron)
+        results_equal(want, got)
+
+
+# ============================================================================================
+# Built once, reused; options; errors; registry
+# ============================================================================================
+def test_network_is_built_once_for_many_samples(monkeypatch):
+    import brian2
+
+    built, restored = [], []
+    original_init, original_restore = brian2.Network.__init__, brian2.Network.restore
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        original_init(self, *args, **kwargs)
+
+    def counting_restore(self, *args, **kwargs):
+        restored.append(1)
+        return original_restore(self, *args, **kwargs)
+
+    monkeypatch.setattr(brian2.Network, "__init__", counting_init)
+    monkeypatch.setattr(brian2.Network, "restore", counting_restore)
+    model, x = CASES["if_soft"]("poisson")
+    x = np.concatenate([x, x[::-1], x[:1]])  # 9 samples, in batches of 4, 4, 1
+    res = simulate(model, x, steps=10, engine="brian2", batch_size=4, dtype="float64", record="all")
+    assert len(built) == 1 and len(restored) == 9
+    again = simulate(model, x, steps=10, dtype="float64", record="all")  # and every sample is right
+    results_equal(again, res)
+
+
+def test_engine_reuses_its_network_across_batches_and_input_kinds():
+    model, x = CASES["lif_soft"]("current")
+    engine = get_engine("brian2")(model, dtype="float64")
+    spikes = encode(model, x, steps=8, encoding="poisson")
+    current = encode(model, x, steps=8)
+    first = engine.network(True)
+    for enc in (spikes, current, spikes):
+        engine.prepare(enc)
+        engine.run_batch(enc, 0, 2, frozenset())
+    assert engine.network(True) is first and len(engine._built) == 2
+    assert engine.timing["samples"] == 6 and engine.timing["sample_s"] >= engine.timing["run_s"] > 0
+
+
+def test_float32_runs_and_is_recorded():
+    model, x = gaussian_model("poisson", "count")
+    enc = encode(model, x[:3], steps=20)
+    b32 = simulate(model, enc, engine="brian2", dtype="float32", record="all")
+    e32 = simulate(model, enc, dtype="float32", record="all", dense_above=1.0)
+    assert b32.settings["dtype"] == "float32"
+    total = sum(len(r) for r in e32.rasters.values())
+    same = sum(len(set(zip(e32.rasters[n].sample.tolist(), e32.rasters[n].step.tolist(),
+                           e32.rasters[n].neuron.tolist()))
+                   & set(zip(b32.rasters[n].sample.tolist(), b32.rasters[n].step.tolist(),
+                             b32.rasters[n].neuron.tolist()))) for n in e32.rasters)
+    assert total > 0 and same / total > 0.99
+
+
+def test_settings_are_recorded():
+    model, x = CASES["if_soft"]("poisson")
+    r = simulate(model, x[:1], steps=3, engine="brian2", propagation="next_step", dt=model.dt / 2)
+    assert r.settings["propagation"] == "next_step" and r.settings["codegen"] == "numpy"
+    assert r.settings["substeps"] == 2 and r.settings["brian2_dt"] == model.dt / 2 and r.settings["dt"] == model.dt
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"propagation": "sideways"}, "propagation must be one of 'same_step', 'next_step'"),
+    ({"codegen": "cuda"}, "codegen must be one of 'numpy', 'cython'"),
+    ({"dt": 3e-4}, r"dt must be the model's dt \(0.001 s\) divided by a positive integer"),
+    ({"dt": -1.0}, "dt must be"),
+    ({"dt": "fine"}, "dt must be"),
+])
+def test_bad_options_are_engine_errors(options, match):
+    model, x = CASES["if_soft"]("poisson")
+    with pytest.raises(EngineError, match=match):
+        simulate(model, x, steps=3, engine="brian2", **options)
+
+
+def test_srm_with_a_leak_is_refused_by_name():
+    model = SpikingModel(input=InputSpec((2,)),
+                         populations=[Population("leaky_srm", (1,), NeuronSpec("srm", beta=0.9, tau_syn=1e-3,
+                                                                               tau_refr=1e-3))],
+                         projections=[Projection("w", INPUT, "leaky_srm", Dense(np.ones((1, 2))))])
+    with pytest.raises(EngineError, match="'leaky_srm': beta must be 1.0 for kind 'srm'"):
+        simulate(model, np.ones((1, 2)), steps=2, engine="brian2")
+
+
+def test_registered_lazily_without_importing_brian2():
+    code = ("import sys, evsnn; from evsnn.engines import available_engines; "
+            "assert 'brian2' in available_engines(); assert 'brian2' not in sys.modules; "
+            "from evsnn.engines import get_engine; get_engine('BRIAN2'); assert 'brian2' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert "brian2" in available_engines() and get_engine("brian2").name == "brian2"
+
+
+@pytest.mark.slow
+def test_cython_target_matches_numpy():
+    """Compiles on first use (cached in ~/.cython afterwards); a one-layer model keeps the compile short."""
+    from evsnn.engines.brian2 import _codeobj_class
+
+    try:
+        _codeobj_class("cython")
+    except EngineError as err:
+        pytest.skip(str(err))
+    model, x = CASES["sparse"]("poisson")
+    model = model.replace(populations=model.populations[:1], projections=model.projections[:1], output="h")
+    enc = encode(model, x, steps=15)
+    a = simulate(model, enc, engine="brian2", dtype="float64", record="all")
+    b = simulate(model, enc, engine="brian2", dtype="float64", record="all", codegen="cython")
+    assert b.settings["codegen"] == "cython" and a.spike_counts["h"].sum() > 0
+    results_equal(a, b)
