@@ -40,20 +40,46 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _evaluation_images(samples: int):
+    """The first ``samples`` bundled MNIST evaluation images and labels (``--samples``, checked)."""
     from .io.datasets import mnist_split
-    from .io.hdf5 import load
-    from .result import format_summary
+
+    data = mnist_split()
+    if not 1 <= samples <= len(data.x_test):
+        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {samples}.")
+    return data.x_test[:samples], data.y_test[:samples]
+
+
+def _simulate(model, x, args: argparse.Namespace):
+    """``simulate`` with the options of :func:`_simulation_options`."""
     from .simulation import simulate
 
+    return simulate(model, x, engine=args.engine, steps=args.steps, encoding=args.encoding, seed=args.seed,
+                    max_rate=args.max_rate, batch_size=args.batch_size, dtype=args.dtype,
+                    progress=not args.quiet and not args.json)
+
+
+def _simulation_options(p: argparse.ArgumentParser) -> None:
+    """The model and simulation options shared by ``run`` and ``report``."""
+    p.add_argument("model", help="an evsnn HDF5 file")
+    p.add_argument("--engine", default="event", help="simulation engine (default: event)")
+    p.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
+    p.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
+                   help="input encoding (default: the model's)")
+    p.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
+    p.add_argument("--samples", type=int, default=2000, help="evaluation images to run (default: 2000)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default: 64)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .io.hdf5 import load
+    from .result import format_summary
+
     model = load(args.model)
-    data = mnist_split()
-    if not 1 <= args.samples <= len(data.x_test):
-        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
-    x, y = data.x_test[: args.samples], data.y_test[: args.samples]
-    result = simulate(model, x, engine=args.engine, steps=args.steps, encoding=args.encoding, seed=args.seed,
-                      max_rate=args.max_rate, batch_size=args.batch_size, dtype=args.dtype,
-                      progress=not args.quiet and not args.json)
+    x, y = _evaluation_images(args.samples)
+    result = _simulate(model, x, args)
     summary = {"model": args.model, "data": f"bundled MNIST evaluation images [8000:{8000 + args.samples}]",
                **result.summary(y)}
     if args.json:
@@ -189,20 +215,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .energy import energy_report, get_preset
-    from .io.datasets import mnist_split
     from .io.hdf5 import load
-    from .simulation import simulate
 
     preset = get_preset(args.preset)  # fail on a bad preset before simulating
     ann_preset = None if args.ann_preset is None else get_preset(args.ann_preset)
     model = load(args.model)
-    data = mnist_split()
-    if not 1 <= args.samples <= len(data.x_test):
-        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
-    x, y = data.x_test[: args.samples], data.y_test[: args.samples]
-    result = simulate(model, x, engine=args.engine, steps=args.steps, encoding=args.encoding, seed=args.seed,
-                      max_rate=args.max_rate, batch_size=args.batch_size, dtype=args.dtype,
-                      progress=not args.quiet and not args.json)
+    x, y = _evaluation_images(args.samples)
+    result = _simulate(model, x, args)
     report = energy_report(result, model, x=x, labels=y, preset=preset, ann_preset=ann_preset,
                            sop_convention=args.sops, input_macs=args.input_macs, source=args.model,
                            data=f"bundled MNIST evaluation images [8000:{8000 + args.samples}]")
@@ -223,20 +242,11 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
         help="simulate a saved model on the bundled MNIST evaluation images and report its operations and "
              "energy beside its ANN's",
     )
-    report.add_argument("model", help="an evsnn HDF5 file")
+    _simulation_options(report)
     report.add_argument("--preset", default="cmos45-fp32",
                         help="energy per operation: cmos45-fp32 (default), cmos45-fp16, cmos45-int8, "
                              "cmos45-int32, loihi, truenorth, spinnaker, or a .toml/.json preset file")
     report.add_argument("--ann-preset", default=None, help="energy preset of the ANN (default: --preset)")
-    report.add_argument("--engine", default="event", help="simulation engine (default: event)")
-    report.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
-    report.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
-                        help="input encoding (default: the model's)")
-    report.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
-    report.add_argument("--samples", type=int, default=2000, help="evaluation images to run (default: 2000)")
-    report.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default: 64)")
-    report.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    report.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
     report.add_argument("--sops", choices=["nonzero", "nominal"], default="nonzero",
                         help="a spike's synapses: its non-zero weights (default) or every connection")
     report.add_argument("--input-macs", choices=["per-step", "once"], default="per-step",
@@ -256,21 +266,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .io.datasets import mnist_split
     from .io.hdf5 import load
     from .validate import convergence, validate
 
     model = load(args.model)
-    data = mnist_split()
-    if not 1 <= args.samples <= len(data.x_test):
-        raise InputError(f"--samples must be between 1 and {len(data.x_test)}, got {args.samples}.")
+    x, _ = _evaluation_images(args.samples)
     props = ("same_step", "next_step") if args.propagation == "both" else (args.propagation,)
     try:
         factors = [int(k) for k in args.convergence.split(",")] if args.convergence else []
     except ValueError as err:
         raise InputError(f"--convergence must be comma-separated integers such as 10,100, got "
                          f"{args.convergence!r}.") from err
-    x = data.x_test[: args.samples]
     common = dict(steps=args.steps, encoding=args.encoding, seed=args.seed, max_rate=args.max_rate,
                   progress=not args.quiet and not args.json)
     report = validate(model, x, engines=(args.engine, args.against), dtype=(args.dtype, "float64"),
@@ -307,16 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     run = sub.add_parser("run", help="simulate a saved model on the bundled MNIST evaluation images")
-    run.add_argument("model", help="an evsnn HDF5 file")
-    run.add_argument("--engine", default="event", help="simulation engine (default: event)")
-    run.add_argument("--steps", type=int, default=100, help="simulation steps (default: 100)")
-    run.add_argument("--encoding", choices=["current", "poisson", "regular"], default=None,
-                     help="input encoding (default: the model's)")
-    run.add_argument("--max-rate", type=float, default=None, help="input rate of a white pixel, Hz")
-    run.add_argument("--samples", type=int, default=2000, help="evaluation images to run (default: 2000)")
-    run.add_argument("--batch-size", type=int, default=64, help="samples simulated together (default: 64)")
-    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    run.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder (default: 0)")
+    _simulation_options(run)
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)

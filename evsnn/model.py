@@ -409,6 +409,10 @@ class SpikingModel(BitExact):
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def with_neuron(self, neuron: NeuronSpec) -> "SpikingModel":
+        """A copy in which every population uses ``neuron`` (e.g. another threshold, leak or reset)."""
+        return self.replace(populations=[dataclasses.replace(p, neuron=neuron) for p in self.populations])
+
     # --- the analog network this SNN approximates -----------------------------------------
     def ann_forward(self, x: np.ndarray, *, clip_rates: bool = False) -> dict[str, np.ndarray]:
         r"""Rate-model forward pass: the ANN that conversion maps onto this SNN.

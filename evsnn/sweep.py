@@ -186,7 +186,7 @@ def sweep(
 
     def configured(leak: float, reset: str, method: str, threshold: float, alpha: float | None) -> SpikingModel:
         neuron = NeuronSpec(kind="if" if leak == 1.0 else "lif", beta=leak, threshold=threshold, reset=reset)
-        model = base.replace(populations=[dataclasses.replace(p, neuron=neuron) for p in base.populations])
+        model = base.with_neuron(neuron)
         return model if method == "baseline" else l4_adjust(model, calibration[:l4_batch], alpha=alpha)[0]
 
     def run(kind: str, leak, reset, method, threshold, alpha) -> dict:

@@ -23,7 +23,6 @@ tested here. Evaluation images are never used to choose anything.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import numpy as np
@@ -91,7 +90,7 @@ def main() -> None:
 def with_threshold(model: evsnn.SpikingModel, theta: float) -> evsnn.SpikingModel:
     """``model`` with every population's threshold set to ``theta``."""
     neuron = evsnn.NeuronSpec(threshold=theta)
-    return model.replace(populations=[dataclasses.replace(p, neuron=neuron) for p in model.populations])
+    return model.with_neuron(neuron)
 
 
 def best_threshold(model: evsnn.SpikingModel, x: np.ndarray, y: np.ndarray, steps: int) -> tuple[float, float]:

@@ -43,7 +43,6 @@ def test_non_finite_weights_are_refused(bad):
 
 def test_everything_model_validates_and_compares_equal(everything):
     from factories import make_everything
-
     assert everything == make_everything()
     assert everything != make_everything(np.float32)  # same values, other dtype: not equal
     assert everything.output == "out" and everything.n_neurons == 48 + 16 + 5
@@ -210,3 +209,14 @@ def test_repr_and_summary(everything):
     assert "Population('fc1', shape=(16,)" in repr(everything.population("fc1"))
     with pytest.raises(KeyError, match="no population 'nope'"):
         everything.population("nope")
+
+
+def test_with_neuron_replaces_every_population_and_keeps_the_rest():
+    from factories import make_everything
+    model = make_everything()
+    lif = NeuronSpec(kind="lif", beta=0.9, threshold=0.5, reset="zero")
+    new = model.with_neuron(lif)
+    assert all(p.neuron == lif for p in new.populations)
+    assert [(p.name, p.shape) for p in new.populations] == [(p.name, p.shape) for p in model.populations]
+    assert new.replace(populations=model.populations) == model  # projections, input, provenance kept
+    assert model == make_everything()  # the original is untouched

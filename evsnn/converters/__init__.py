@@ -14,7 +14,6 @@ A conversion (:func:`convert`) runs in order:
 
 from __future__ import annotations
 
-import dataclasses
 import numpy as np
 from torch import nn
 
@@ -137,7 +136,7 @@ def convert(
     if norm != "none":
         provenance["normalization_factors"] = factors
     neuron = NeuronSpec() if neuron is None else neuron
-    model = model.replace(populations=[dataclasses.replace(p, neuron=neuron) for p in model.populations])
+    model = model.with_neuron(neuron)
     if l4_alpha is not None:
         model, provenance["l4"] = l4_adjust(model, x[:l4_batch], alpha=l4_alpha, layers=l4_layers)
     return model.replace(input=InputSpec(model.input.shape, encoding=input_encoding), readout=readout, dt=dt,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
@@ -75,7 +75,6 @@ class _Expr:
     shape: tuple[int, ...]
     paths: tuple[str, ...] = ()  # module paths folded since the last populations
     weighted: tuple[int, str] | None = None  # (trace order, name) of the last weighted layer applied
-    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
 
     def is_population(self) -> bool:
         return self.bias is None and len(self.terms) == 1 and self.terms[0][1] is None and self.terms[0][0] != INPUT
@@ -208,7 +207,7 @@ class _Builder:
         for node in self.gm.graph.nodes:
             self.order += 1
             if node.op == "placeholder":
-                values[node] = _Expr(((INPUT, None),), None, self.input_shape, dtype=self.dtype)
+                values[node] = _Expr(((INPUT, None),), None, self.input_shape)
             elif node.op == "output":
                 self._output(node, fx.node.map_arg(node.args[0], lambda n: values[n]))
             else:
@@ -231,7 +230,7 @@ class _Builder:
         if node.op == "call_method":
             if target == "relu":
                 return self._relu(args[0], node.name)
-            if target == "size" or (target == "__getitem__"):
+            if target in ("size", "__getitem__"):
                 return self._size(where, args)
             if target == "add":
                 return self._add(where, args[0], args[1])
@@ -376,7 +375,8 @@ class _Builder:
                                   f"{b.shape}. (Broadcasting is not supported.)")
         bias = a.bias if b.bias is None else (b.bias if a.bias is None else a.bias + b.bias)
         weighted = max((w for w in (a.weighted, b.weighted) if w is not None), default=None)
-        return _Expr(a.terms + b.terms, bias, a.shape, a.paths + tuple(p for p in b.paths if p not in a.paths), weighted, a.dtype)
+        paths = a.paths + tuple(p for p in b.paths if p not in a.paths)
+        return _Expr(a.terms + b.terms, bias, a.shape, paths, weighted)
 
     def _scale(self, where: str, a: Any, b: Any, *, divide: bool) -> _Expr:
         if not divide and isinstance(a, Real):
@@ -453,7 +453,7 @@ class _Builder:
             self.projections.append(Projection(pr_name, src, name, _operator(m, self.shapes[src], x.shape, self.dtype)))
         self.shapes[name] = x.shape
         self.layers[name] = list(x.paths)
-        return _Expr(((name, None),), None, x.shape, dtype=self.dtype)
+        return _Expr(((name, None),), None, x.shape)
 
 
 def _callable_name(node: fx.Node) -> str:
