@@ -25,7 +25,10 @@ The network
   (:meth:`~evsnn.encoding.EncodedInput.spike_events`); analog input is the
   projected current :math:`W x` (computed once per sample with the
   operator's ``forward``, as every engine does), held in a per-neuron
-  constant of the target group and reset between samples.
+  constant of the target group and set per sample. The ``current``
+  encoding is constant in time, so this is what a ``TimedArray`` of it
+  would give, without a steps x neurons table per sample; a delayed analog
+  projection is gated by ``t_in_timesteps``.
 
 Time and update order
 ---------------------
