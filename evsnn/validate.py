@@ -35,7 +35,7 @@ Conventions (``docs/validation.md``):
 
 The event engine runs with ``dense_above=1.0`` (its event loop only) unless
 told otherwise: its dense BLAS path sums in another order, which in float64
-can flip a spike whose potential lands within about 1e-16 of threshold.
+can flip a spike whose potential lands within rounding of its threshold.
 """
 
 from __future__ import annotations
