@@ -59,7 +59,8 @@ def simulate(
     progress : bool
         Show a progress bar over samples.
     **engine_options
-        Passed to the engine (e.g. ``dense_above`` for ``"event"``).
+        Passed to the engine (e.g. ``dense_above`` for ``"event"``; ``propagation``,
+        ``codegen`` and ``dt`` for ``"brian2"``).
 
     Returns
     -------

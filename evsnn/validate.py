@@ -35,7 +35,7 @@ Conventions (``docs/validation.md``):
 
 The event engine runs with ``dense_above=1.0`` (its event loop only) unless
 told otherwise: its dense BLAS path sums in another order, which in float64
-can flip a spike whose potential lands within about 1e-16 of threshold.
+can flip a spike whose potential lands within rounding of its threshold.
 """
 
 from __future__ import annotations
@@ -405,6 +405,11 @@ def compare(a: _Run | Result, b: _Run | Result, model: SpikingModel, *, propagat
         raise InputError(f"compare: both runs must cover the same samples and steps, got {a.samples} x {a.steps} "
                          f"({a.label!r}) and {b.samples} x {b.steps} ({b.label!r}).")
     n, steps = a.samples, a.steps
+    for run in (a, b):
+        missing = [p.name for p in model.populations if p.name not in run.keys]
+        if missing:
+            raise InputError(f"compare: the run of {run.label!r} must hold spikes of every population of the "
+                             f"model; missing {missing}. Compare runs of this model (record='all').")
     populations = []
     for pop in model.populations:
         ka, kb = a.keys[pop.name], b.keys[pop.name]

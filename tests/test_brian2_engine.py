@@ -77,6 +77,17 @@ def test_random_models_match_event_engine_in_both_conventions(case):
         results_equal(a, b)
 
 
+def test_projection_without_nonzero_weights():
+    """All-zero weights (found by hypothesis): no Synapses object, zero SOPs, the nominal SOPs still counted."""
+    model, x = CASES["residual"]("poisson")
+    zero = [pr if pr.name != "skip" else Projection("skip", pr.source, pr.target, Dense(np.zeros((15, 20))))
+            for pr in model.projections]
+    model = model.replace(projections=zero)
+    a, b = event_and_brian2(model, x, 10)
+    assert b.sops["skip"].sum() == 0 and b.sops_nominal["skip"].sum() > 0
+    results_equal(a, b)
+
+
 def test_next_step_is_one_step_later_per_layer():
     """A chain input -> a -> b -> c of relays (weight = threshold): the spike of step 0 reaches c at step 0
     with same_step and at step 3 with next_step (one step per layer, the input projection included)."""

@@ -167,6 +167,8 @@ def test_compare_reuses_one_reference_run():
         assert isinstance(c, Comparison) and (c.a, c.b) == ("event", "brian2") and c.settings["dtype_a"] == dtype
     with pytest.raises(InputError, match="same samples and steps"):
         compare(evsnn.simulate(model, enc.select(0, 2), record="all"), ref, model)
+    with pytest.raises(InputError, match=r"must record every population's spikes \(record='all'\); missing: \['h1'\]"):
+        compare(evsnn.simulate(model, enc, record=["h2", "out"]), ref, model)
 
 
 def test_srm_cannot_be_validated_on_the_event_engine_but_converges():

@@ -25,7 +25,10 @@ The network
   (:meth:`~evsnn.encoding.EncodedInput.spike_events`); analog input is the
   projected current :math:`W x` (computed once per sample with the
   operator's ``forward``, as every engine does), held in a per-neuron
-  constant of the target group and reset between samples.
+  constant of the target group and set per sample. The ``current``
+  encoding is constant in time, so this is what a ``TimedArray`` of it
+  would give, without a steps x neurons table per sample; a delayed analog
+  projection is gated by ``t_in_timesteps``.
 
 Time and update order
 ---------------------
@@ -264,7 +267,10 @@ class Brian2Engine(Engine):
         src = lambda pr: -1 if pr.source == INPUT else self.index[pr.source]  # noqa: E731
         into = model.projections_into(pop.name)
         silent = model.output if model.readout == "membrane" else None  # a membrane output never spikes
-        spikes = [pr for pr in into if (pr.source != INPUT or spiking) and pr.source != silent]
+        # A projection without a non-zero weight adds only zeros: it gets no Synapses object (its SOPs, zero,
+        # and nominal SOPs are still counted from its source's spikes).
+        spikes = [pr for pr in into if (pr.source != INPUT or spiking) and pr.source != silent
+                  and self.fan_out[pr.name][0].any()]
         spikes.sort(key=lambda pr: (-pr.delay, src(pr), rank[pr.name]))
         analog = [pr for pr in into if pr.source == INPUT and not spiking]
         return spikes, analog
