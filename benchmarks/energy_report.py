@@ -14,7 +14,10 @@ converted with data-based normalization, as the demo does.
    sample and step as recorded spikes x the per-neuron fan-out of the unrolled
    CSR (``evsnn.energy.sops_from_rasters``, independent of the engine's
    counters), and compare with the report; analog-input MACs likewise from the
-   input pixels.
+   input pixels. Then the same for a Brian2 run (``engine="brian2"``, float64)
+   of the first ``--brian2-samples`` images, against the float64 event engine
+   on the same encoded input: the report of each, and Brian2's own rasters
+   recounted.
 2. Overhead, on the CNN: one simulation of ``--samples`` evaluation images x
    ``--steps`` steps (event engine, the model's analog input, batch 64), then
    the report of that run, timed in the same process: counting and ANN MACs
@@ -45,6 +48,25 @@ from evsnn.encoding import encode  # noqa: E402
 from evsnn.energy import energy_report, sops_from_rasters  # noqa: E402
 from evsnn.io.datasets import mnist_split  # noqa: E402
 from evsnn.training import diehl_cnn, train_classifier  # noqa: E402
+
+
+def sop_totals(result, model) -> np.ndarray:
+    """Per-sample SOPs summed over projections, as a report of ``result`` states them."""
+    return sum(s.per_sample for s in energy_report(result, model).snn if s.op == "sop")
+
+
+def brian2_check(name: str, model, x, steps: int, encoding: str) -> str:
+    """Report SOPs of a float64 Brian2 run vs the float64 event engine and Brian2's raster recount."""
+    enc = encode(model, x, steps=steps, encoding=encoding, seed=0)
+    event = evsnn.simulate(model, enc, dtype="float64")
+    brian = evsnn.simulate(model, enc, engine="brian2", dtype="float64", record="all")
+    events = enc.spike_events(0, len(x)) if encoding == "poisson" else None
+    brute = sum(b.sum(1) for b in sops_from_rasters(model, brian.rasters, n_samples=len(x), steps=steps,
+                                                    input_events=events).values())
+    sops = sop_totals(brian, model)
+    same = np.array_equal(sops, sop_totals(event, model)) and np.array_equal(sops, brute)
+    return (f"  {name:<24}{encoding:<9}{len(x):>8}{steps:>6}{sops.mean():>16,.0f}{brute.mean():>16,.0f}"
+            f"{'identical' if same else 'DIFFERENT':>11}   event engine float64: {sop_totals(event, model).mean():,.0f}")
 
 
 def cross_check(name: str, net, model, x, steps: int) -> None:
@@ -79,6 +101,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--check-samples", type=int, default=100, help="images of the raster cross-check")
     parser.add_argument("--check-steps", type=int, default=100)
+    parser.add_argument("--brian2-samples", type=int, default=10, help="images of the Brian2 cross-check")
     args = parser.parse_args()
 
     data = mnist_split()
@@ -98,6 +121,12 @@ def main() -> None:
     x_check = data.x_test[:args.check_samples]
     for name, net in nets.items():
         cross_check(name, net, models[name], x_check, args.check_steps)
+    print(f"\n   SOPs of the report on a Brian2 run (float64, numpy target) vs its own rasters and the event engine")
+    print(f"  {'model':<24}{'encoding':<9}{'samples':>8}{'steps':>6}{'SOPs/sample':>16}{'recount':>16}")
+    for name in nets:
+        for encoding in ("current", "poisson"):
+            print(brian2_check(name, models[name], x_check[:args.brian2_samples], args.check_steps, encoding),
+                  flush=True)
 
     name = "CNN 12c5-a2-64c5-a2-10"
     model, net = models[name], nets[name]

@@ -314,6 +314,28 @@ def test_diehl_networks_report_sops_equal_to_the_raster_count(kind, encoding):
         np.testing.assert_array_equal(series.per_sample, macs)
 
 
+@pytest.mark.brian2
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("encoding", ["poisson", "current"])
+def test_diehl_networks_report_the_sops_of_a_brian2_run(kind, encoding):
+    """The same encoded input on Brian2: its report's SOPs equal its own raster count and the event engine's."""
+    pytest.importorskip("brian2")
+    net, m = diehl(kind, encoding)
+    x = mnist_split().x_test[:3]
+    enc = encode(m, x, steps=15, seed=0)
+    event = evsnn.simulate(m, enc, dtype="float64")
+    brian = evsnn.simulate(m, enc, engine="brian2", dtype="float64", record="all")
+    events = enc.spike_events(0, 3) if encoding == "poisson" else None
+    brute = sops_from_rasters(m, brian.rasters, n_samples=3, steps=15, input_events=events)
+    reports = {name: energy_report(res, m) for name, res in (("event", event), ("brian2", brian))}
+    assert reports["brian2"].settings["engine"] == "brian2"
+    sops = {name: {s.item: s.per_sample for s in rep.snn if s.op == "sop"} for name, rep in reports.items()}
+    assert set(sops["brian2"]) == set(brute) and all(v.sum() > 0 for v in sops["brian2"].values())
+    for name, counts in brute.items():
+        np.testing.assert_array_equal(sops["brian2"][name], counts.sum(axis=1), err_msg=name)
+        np.testing.assert_array_equal(sops["brian2"][name], sops["event"][name], err_msg=name)
+
+
 # --- the ANN's MACs ----------------------------------------------------------------------------
 def test_torch_mlp_macs_equal_the_ir_dense_equivalent():
     net, m = diehl("mlp", "current")
