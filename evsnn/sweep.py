@@ -5,8 +5,11 @@ factors per step (1.0 = no leak, then faster leaks) × soft (``subtract``) or
 hard (``zero``) reset × ``baseline`` or ``l4`` conversion. In every cell the
 threshold (a scale of the balanced threshold 1 of a normalized model) and,
 for ``l4``, the smoothing ratio α are chosen by accuracy on *selection*
-images, which must come from the training split; the evaluation images are
-only used, once per cell, to report the chosen configuration.
+images, which must come from the training split, at the last step; ties
+(common when held-out accuracy saturates) go to the higher accuracy averaged
+over all steps, i.e. to the faster-converging configuration, and then to the
+first in grid order. The evaluation images are only used, once per cell, to
+report the chosen configuration.
 
 Every simulation is appended to a JSON Lines log as soon as it finishes, so a
 sweep that is interrupted resumes where it stopped: rerunning it skips every
@@ -36,7 +39,7 @@ from .errors import EvsnnWarning, InputError
 from .model import NeuronSpec, SpikingModel
 from .simulation import simulate
 
-__all__ = ["sweep", "SweepResult", "METHODS", "LEAKS", "RESETS", "THRESHOLDS", "ALPHAS", "plot_sweep"]
+__all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRESHOLDS", "ALPHAS", "plot_sweep"]
 
 #: Conversion methods compared in each cell.
 METHODS = ("baseline", "l4")
@@ -48,6 +51,9 @@ RESETS = ("subtract", "zero")
 THRESHOLDS = (0.4, 0.6, 0.8, 1.0, 1.2)
 #: Default L4 smoothing ratios tried in every ``l4`` cell.
 ALPHAS = (0.5, 1.0, 2.0, 4.0)
+
+#: How each cell's threshold and α are chosen on the selection images (recorded in the settings).
+CHOICE = "accuracy at the last step; ties: accuracy averaged over steps, then grid order"
 
 _KEY = ("kind", "leak", "reset", "method", "threshold", "alpha")
 
@@ -63,7 +69,8 @@ class SweepResult:
     runs : list of dict
         One record per simulation: ``kind`` (``"select"`` or ``"eval"``), ``leak``,
         ``reset``, ``method``, ``threshold``, ``alpha`` (None for baseline),
-        ``accuracy``, ``sops_per_sample``, ``samples``.
+        ``accuracy`` (at the last step), ``mean_accuracy`` (averaged over all steps),
+        ``sops_per_sample``, ``samples``.
     """
 
     settings: dict[str, Any]
@@ -81,27 +88,35 @@ class SweepResult:
                     ev = _find(self.runs, ("eval", leak, reset, method, chosen["threshold"], chosen["alpha"]))
                     out.append({"leak": leak, "reset": reset, "method": method, "threshold": chosen["threshold"],
                                 "alpha": chosen["alpha"], "select_accuracy": chosen["accuracy"],
+                                "select_mean_accuracy": chosen["mean_accuracy"],
                                 "eval_accuracy": None if ev is None else ev["accuracy"],
+                                "eval_mean_accuracy": None if ev is None else ev["mean_accuracy"],
                                 "eval_sops_per_sample": None if ev is None else ev["sops_per_sample"]})
         return out
 
     def table(self) -> str:
-        """Text table: the chosen configuration of every cell, baseline and L4 next to each other."""
-        head = (f"{'leak':>5}  {'reset':<9} {'method':<9} {'θ':>5} {'α':>5} {'select %':>9} {'eval %':>7}"
-                f" {'eval SOPs/sample':>17}")
+        """Text table: the chosen configuration of every cell, baseline and L4 next to each other.
+
+        ``(mean)`` columns: accuracy averaged over all steps (how fast it converges).
+        """
+        head = (f"{'leak':>5}  {'reset':<9} {'method':<9} {'θ':>5} {'α':>5} {'select %':>9} {'(mean)':>7}"
+                f" {'eval %':>7} {'(mean)':>7} {'eval SOPs/sample':>17}")
         lines = [head, "-" * len(head)]
         for b in self.best():
             alpha = "-" if b["alpha"] is None else f"{b['alpha']:g}"
             ev = "-" if b["eval_accuracy"] is None else f"{100 * b['eval_accuracy']:.2f}"
+            ev_mean = "-" if b["eval_mean_accuracy"] is None else f"{100 * b['eval_mean_accuracy']:.2f}"
             sops = "-" if b["eval_sops_per_sample"] is None else f"{b['eval_sops_per_sample']:,.0f}"
             lines.append(f"{b['leak']:>5g}  {b['reset']:<9} {b['method']:<9} {b['threshold']:>5g} {alpha:>5} "
-                         f"{100 * b['select_accuracy']:>9.2f} {ev:>7} {sops:>17}")
+                         f"{100 * b['select_accuracy']:>9.2f} {100 * b['select_mean_accuracy']:>7.2f} {ev:>7} "
+                         f"{ev_mean:>7} {sops:>17}")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
         """Every run as CSV."""
         buf = io.StringIO()
-        fields = ["kind", "leak", "reset", "method", "threshold", "alpha", "accuracy", "sops_per_sample", "samples"]
+        fields = ["kind", "leak", "reset", "method", "threshold", "alpha", "accuracy", "mean_accuracy",
+                  "sops_per_sample", "samples"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.runs)
@@ -176,7 +191,8 @@ def sweep(
     settings = {"steps": int(steps), "encoding": encoding, "seed": int(seed), "select_samples": int(len(x_select)),
                 "eval_samples": 0 if x_eval is None else int(len(x_eval)), "leaks": leaks, "resets": resets,
                 "methods": methods, "thresholds": thresholds, "alphas": alphas, "l4_batch": int(l4_batch),
-                "normalization": base.provenance.get("normalization", "unknown"), **(describe or {})}
+                "normalization": base.provenance.get("normalization", "unknown"), "choice": CHOICE,
+                **(describe or {})}
     runs = _read_log(Path(log), settings)
     done = {tuple(r[k] for k in _KEY): r for r in runs}
     base = base.replace(input=dataclasses.replace(base.input, encoding=encoding))
@@ -195,7 +211,8 @@ def sweep(
             return done[key]
         encoded, labels = (select, y_select) if kind == "select" else (evaluate, np.asarray(y_eval))
         result = simulate(configured(leak, reset, method, threshold, alpha), encoded, batch_size=batch_size)
-        record = dict(zip(_KEY, key), accuracy=result.accuracy(labels),
+        curve = result.accuracy_over_time(labels)
+        record = dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
                       sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
         _append(Path(log), record)
         runs.append(record)
@@ -281,9 +298,9 @@ def _check_grid(leaks, resets, methods, thresholds, alphas) -> None:
 
 
 def _choose(runs: list[dict], leak: float, reset: str, method: str) -> dict | None:
-    """The selection run with the best accuracy in a cell (ties: the first in grid order)."""
+    """The selection run of a cell chosen by :data:`CHOICE` (``max`` keeps the first of equal keys)."""
     cell = [r for r in runs if r["kind"] == "select" and (r["leak"], r["reset"], r["method"]) == (leak, reset, method)]
-    return max(cell, key=lambda r: r["accuracy"]) if cell else None
+    return max(cell, key=lambda r: (r["accuracy"], r["mean_accuracy"])) if cell else None
 
 
 def _find(runs: list[dict], key: tuple) -> dict | None:

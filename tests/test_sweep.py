@@ -14,7 +14,7 @@ import evsnn
 from evsnn import EvsnnWarning, InputError
 from evsnn.cli import main
 from evsnn.io.datasets import mnist_split
-from evsnn.sweep import plot_sweep, sweep
+from evsnn.sweep import _choose, plot_sweep, sweep
 from evsnn.training import diehl_mlp
 
 RNG = np.random.default_rng(0)
@@ -42,6 +42,8 @@ def test_grid_choice_and_outputs(tmp_path):
     for b in result.best():
         cell = [r for r in select if (r["leak"], r["reset"], r["method"]) == (b["leak"], b["reset"], b["method"])]
         assert b["select_accuracy"] == max(r["accuracy"] for r in cell)
+        tied = [r for r in cell if r["accuracy"] == b["select_accuracy"]]
+        assert b["select_mean_accuracy"] == max(r["mean_accuracy"] for r in tied)
         assert b["eval_accuracy"] is not None and (b["alpha"] is None) == (b["method"] == "baseline")
     # each run is what a direct simulation of that configuration gives
     r = next(r for r in select if r["method"] == "baseline" and r["leak"] == 0.9 and r["threshold"] == 0.5)
@@ -49,13 +51,24 @@ def test_grid_choice_and_outputs(tmp_path):
     neuron = evsnn.NeuronSpec(kind="lif", beta=0.9, threshold=0.5)
     model = model.replace(input=evsnn.InputSpec((6,), encoding="poisson"),
                           populations=[p.__class__(p.name, p.shape, neuron, p.bias) for p in model.populations])
-    assert evsnn.simulate(model, X[:12], steps=10, seed=0).accuracy(Y[:12]) == r["accuracy"]
+    direct = evsnn.simulate(model, X[:12], steps=10, seed=0)
+    assert direct.accuracy(Y[:12]) == r["accuracy"]
+    assert direct.accuracy_over_time(Y[:12]).mean() == pytest.approx(r["mean_accuracy"])
     lines = result.to_csv().splitlines()
     assert lines[0].startswith("kind,leak,reset,method,threshold,alpha,accuracy") and len(lines) == 13
     assert json.loads(json.dumps(result.to_json()))["best"] == result.best()
     assert result.table().splitlines()[4].split()[:3] == ["0.9", "subtract", "baseline"]
     plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_ties_go_to_the_faster_configuration_then_to_grid_order():
+    def record(threshold, accuracy, mean):
+        return dict(kind="select", leak=1.0, reset="subtract", method="baseline", threshold=threshold, alpha=None,
+                    accuracy=accuracy, mean_accuracy=mean)
+    runs = [record(0.8, 1.0, 0.90), record(1.0, 1.0, 0.95), record(1.2, 0.99, 0.99), record(1.4, 1.0, 0.95)]
+    assert _choose(runs, 1.0, "subtract", "baseline")["threshold"] == 1.0
+    assert _choose(runs, 1.0, "zero", "baseline") is None
 
 
 def test_resume_skips_finished_runs_and_drops_a_cut_line(tmp_path):
