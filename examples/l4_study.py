@@ -7,10 +7,11 @@ MNIST split stands in. The CNN is trained on training images 0-6,999 (seed 0,
 the demo recipe) and converted with data-based normalization (calibration:
 training images 0-999). In every cell of five leak factors × soft/hard reset,
 the threshold scale (0.4-1.2) and, for L4, α (0.5-4), on the grid of
-``evsnn.sweep``, are chosen by accuracy on ``--select`` held-out
-training images (7,000 onwards) at the last step, ties going to the higher
-accuracy averaged over the steps (``evsnn.sweep.CHOICE``); the chosen configuration is then run once on
-the first ``--samples`` evaluation images. Poisson input, as in the paper.
+``evsnn.sweep``, are chosen by accuracy on ``--select`` held-out training
+images (7,000 onwards) at the last step, ties going to the higher accuracy
+averaged over the steps (``evsnn.sweep.CHOICE``); the chosen configuration
+is then run once on the first ``--samples`` evaluation images. Poisson
+input, as in the paper.
 
 The sweep log (``<out>/sweep.jsonl``) makes the run resumable: run the same
 command again after an interruption and finished runs are skipped. It also
