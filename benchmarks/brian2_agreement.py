@@ -30,10 +30,9 @@ import numpy as np
 import torch
 
 import evsnn
-from evsnn.demo import train_demo_mlp
 from evsnn.encoding import encode
 from evsnn.io.datasets import mnist_split
-from evsnn.training import diehl_cnn, train_classifier
+from evsnn.training import diehl_cnn, train_classifier, train_diehl
 from evsnn.validate import compare, next_step_model
 
 
@@ -42,7 +41,7 @@ def trained_models(data, cache: Path | None) -> dict[str, evsnn.SpikingModel]:
     if cache and all(p.exists() for p in paths.values()):
         return {name: evsnn.load(p) for name, p in paths.items()}
     torch.set_num_threads(2)
-    mlp, _ = train_demo_mlp(data.x_train, data.y_train, seed=0)
+    mlp, _ = train_diehl("mlp", data.x_train, data.y_train, seed=0)
     cnn = diehl_cnn(seed=0)
     train_classifier(cnn, data.x_train, data.y_train, epochs=1, lr=3e-3, seed=0, progress=False)
     models = {name: evsnn.convert(net, input_shape=(1, 28, 28), norm="data", calibration=data.x_train)
