@@ -124,20 +124,19 @@ class EnergyReport:
 
     def energy_per_sample(self) -> np.ndarray:
         """SNN energy in pJ per sample (priced classes only), shape (N,)."""
-        total = np.zeros(self.n_samples)
-        for s in self.snn:
-            cost = self.preset.cost(s.op)
-            if cost is not None:
-                total += s.per_sample * cost
-        return total
+        return self._priced_sum("per_sample", self.n_samples)
 
     def energy_per_step(self) -> np.ndarray:
         """SNN energy in pJ per step, mean over samples, shape (steps,)."""
-        total = np.zeros(self.steps)
+        return self._priced_sum("per_step", self.steps)
+
+    def _priced_sum(self, axis: str, size: int) -> np.ndarray:
+        """Σ count × cost over the priced SNN series, for their ``per_sample`` or ``per_step`` counts."""
+        total = np.zeros(size)
         for s in self.snn:
             cost = self.preset.cost(s.op)
             if cost is not None:
-                total += s.per_step * cost
+                total += getattr(s, axis) * cost
         return total
 
     def ann_macs(self, *, effective: bool = False) -> np.ndarray | int | None:
