@@ -63,10 +63,10 @@ def brian2_check(name: str, model, x, steps: int, encoding: str) -> str:
     events = enc.spike_events(0, len(x)) if encoding == "poisson" else None
     brute = sum(b.sum(1) for b in sops_from_rasters(model, brian.rasters, n_samples=len(x), steps=steps,
                                                     input_events=events).values())
-    sops = sop_totals(brian, model)
-    same = np.array_equal(sops, sop_totals(event, model)) and np.array_equal(sops, brute)
+    sops, event_sops = sop_totals(brian, model), sop_totals(event, model)
+    same = np.array_equal(sops, event_sops) and np.array_equal(sops, brute)
     return (f"  {name:<24}{encoding:<9}{len(x):>8}{steps:>6}{sops.mean():>16,.0f}{brute.mean():>16,.0f}"
-            f"{'identical' if same else 'DIFFERENT':>11}   event engine float64: {sop_totals(event, model).mean():,.0f}")
+            f"{'identical' if same else 'DIFFERENT':>11}   event engine float64: {event_sops.mean():,.0f}")
 
 
 def cross_check(name: str, net, model, x, steps: int) -> None:
