@@ -10,11 +10,12 @@ a vector of length ``n_in``, to input current of its target, length
 - :class:`Sparse` -- any matrix in CSR form (pooling folded into the next
   layer, pruned or hand-made connectivity).
 
-Each operator knows its dense forward pass (used to check conversions) and
-its unrolled CSR connectivity ``(n_out, n_in)``, from which synapse counts are
-taken: a *synapse* is a (pre, post) pair with a non-zero weight, a
-*connection* any structural pair, zero weights included (both conventions are
-reported, because papers use both).
+Each operator knows its dense forward pass (used to check conversions), its
+unrolled CSR connectivity ``(n_out, n_in)``, and the fan-out of every source
+neuron (:meth:`Dense.fan_out`, the one SOP rule of every engine and count):
+a *synapse* is a (pre, post) pair with a non-zero weight, a *connection* any
+structural pair, zero weights included (both conventions are reported,
+because papers use both).
 """
 
 from __future__ import annotations
@@ -62,22 +63,29 @@ class _Operator(BitExact):
 
     def n_synapses(self) -> int:
         """Number of (pre, post) pairs with a non-zero weight."""
-        return int(np.count_nonzero(self.to_csr().data))  # type: ignore[attr-defined]
+        return int(self.fan_out()[0].sum())
 
     def n_connections(self) -> int:
         """Number of structural (pre, post) pairs, zero weights included."""
-        return int(self.to_csr().nnz)  # type: ignore[attr-defined]
+        return int(self.fan_out()[1].sum())
 
     def fan_out(self) -> tuple[np.ndarray, np.ndarray]:
         """Per source neuron (length ``n_in``): its synapses (non-zero weights) and its connections (zeros included).
 
-        The SOP rule of every engine: a spike of source neuron ``j`` costs
-        ``synapses[j]`` synaptic operations (``connections[j]`` nominal).
+        The one SOP rule of evsnn: a spike of source neuron ``j`` costs
+        ``synapses[j]`` synaptic operations (``connections[j]`` nominal), in
+        every engine, in validation and in the energy counts (the ANN's
+        effective MACs use ``connections``). Computed once per operator
+        without unrolling it (conv borders and strides exact) and cached;
+        the arrays are read-only.
         """
-        csr = self.to_csr()  # type: ignore[attr-defined]
-        connections = np.bincount(csr.indices, minlength=self.n_in).astype(np.int64)
-        synapses = np.bincount(csr.indices[csr.data != 0], minlength=self.n_in).astype(np.int64)
-        return synapses, connections
+        cached = self.__dict__.get("_fan_out_cache")
+        if cached is None:
+            cached = tuple(np.asarray(a, dtype=np.int64) for a in self._count_fan_out())  # type: ignore[attr-defined]
+            for a in cached:
+                a.flags.writeable = False
+            object.__setattr__(self, "_fan_out_cache", cached)
+        return cached
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,15 +127,9 @@ class Dense(_Operator):
             shape=(n_out, n_in),
         )
 
-    def n_synapses(self) -> int:
-        return int(np.count_nonzero(self.weight))
-
-    def n_connections(self) -> int:
-        return int(self.weight.size)
-
-    def fan_out(self) -> tuple[np.ndarray, np.ndarray]:
+    def _count_fan_out(self) -> tuple[np.ndarray, np.ndarray]:
         n_out, n_in = self.weight.shape
-        return np.count_nonzero(self.weight, axis=0).astype(np.int64), np.full(n_in, n_out, dtype=np.int64)
+        return np.count_nonzero(self.weight, axis=0), np.full(n_in, n_out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,6 +198,25 @@ class Conv2d(_Operator):
         win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
         out = np.einsum("bcyxij,ocij->boyx", win, self.weight, optimize=True)
         return out.reshape(x.shape[0], -1)
+
+    def reach(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which kernel taps each input row and column reaches: bool arrays ``(H, kh)`` and ``(W, kw)``.
+
+        Input row ``y`` meets kernel row ``ky`` at output row ``oy`` when
+        ``oy * stride - pad + ky = y`` with ``0 <= oy < OH`` (one ``oy`` per
+        ``ky`` at most); likewise for columns. An input pixel's synapses are
+        the taps ``(ky, kx)`` with both true, times the output channels.
+        """
+        _, oh, ow = self.out_shape
+        return (_axis_reach(self.input_shape[1], self.padding[0], self.weight.shape[2], self.stride[0], oh),
+                _axis_reach(self.input_shape[2], self.padding[1], self.weight.shape[3], self.stride[1], ow))
+
+    def _count_fan_out(self) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = self.reach()
+        nonzero = np.count_nonzero(self.weight, axis=0)  # (C_in, kh, kw): non-zero weights per tap
+        synapses = np.einsum("yi,xj,cij->cyx", rows.astype(np.int64), cols.astype(np.int64), nonzero)
+        per_pixel = np.outer(rows.sum(axis=1), cols.sum(axis=1)) * self.weight.shape[0]
+        return synapses.reshape(-1), np.tile(per_pixel.reshape(-1), self.weight.shape[1])
 
     def to_csr(self) -> sp.csr_array:
         """The unrolled connectivity: one entry per (output, input) pair inside the borders."""
@@ -290,6 +311,16 @@ class Sparse(_Operator):
 
     def to_csr(self) -> sp.csr_array:
         return sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape)
+
+    def _count_fan_out(self) -> tuple[np.ndarray, np.ndarray]:
+        n_in = self.shape[1]
+        return np.bincount(self.indices[self.data != 0], minlength=n_in), np.bincount(self.indices, minlength=n_in)
+
+
+def _axis_reach(size: int, pad: int, k: int, stride: int, n_out: int) -> np.ndarray:
+    """``reach[y, ky]``: input position ``y`` is under kernel offset ``ky`` at some output ``0 <= o < n_out``."""
+    rel = np.arange(size)[:, None] + pad - np.arange(k)[None, :]  # o * stride for that (y, ky)
+    return (rel % stride == 0) & (rel >= 0) & (rel // stride < n_out)
 
 
 def _csr_keep_zeros(m: sp.coo_array) -> sp.csr_array:

@@ -98,6 +98,7 @@ def simulate(
 
     start_setup = time.perf_counter()
     runner = get_engine(engine)(model, dtype=dtype, **engine_options)
+    runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
     runner.prepare(encoded)
     setup_time = time.perf_counter() - start_setup
 

@@ -187,27 +187,6 @@ def snn_ops(result: Result, model: SpikingModel, *, sop_convention: str = "nonze
 
 
 # --- the source ANN ------------------------------------------------------------------------
-def _fan_out_connections(op: Operator) -> np.ndarray:
-    """Structural connections of each source neuron (zero weights included, conv padding excluded)."""
-    if isinstance(op, Dense):
-        return np.full(op.n_in, op.n_out, dtype=np.int64)
-    if isinstance(op, Sparse):
-        return np.bincount(op.indices, minlength=op.n_in).astype(np.int64)
-    c_out, c_in, kh, kw = op.weight.shape
-    _, h, w = op.input_shape
-    _, oh, ow = op.out_shape
-    (ph, pw), (sh, sw) = op.padding, op.stride
-
-    def reach(size: int, pad: int, k: int, stride: int, n_out: int) -> np.ndarray:
-        """For each input row y: how many output rows o have 0 <= y + pad - o*stride < k."""
-        o = np.arange(n_out)
-        rel = np.arange(size)[:, None] + pad - o[None, :] * stride
-        return ((rel >= 0) & (rel < k)).sum(axis=1)
-
-    per_pixel = np.outer(reach(h, ph, kh, sh, oh), reach(w, pw, kw, sw, ow)).reshape(-1) * c_out
-    return np.tile(per_pixel, c_in).astype(np.int64)
-
-
 def _dense_macs(op: Operator) -> int:
     if isinstance(op, Conv2d):
         c_out, c_in, kh, kw = op.weight.shape
@@ -233,7 +212,7 @@ def ann_ops_ir(model: SpikingModel, x: np.ndarray | None = None, *, batch_size: 
     batch_size : int
         Samples per forward pass (bounds memory).
     """
-    fan = {pr.name: _fan_out_connections(pr.op) for pr in model.projections}
+    fan = {pr.name: pr.op.fan_out()[1] for pr in model.projections}  # connections: conv padding excluded
     effective: dict[str, list[np.ndarray]] = {pr.name: [] for pr in model.projections}
     if x is not None:
         x = np.asarray(x)
@@ -350,17 +329,18 @@ def ann_ops_torch(ann, x: np.ndarray, *, batch_size: int = 256) -> list[AnnLayer
             for name, s in stats.items()]
 
 
-# --- brute force from rasters ----------------------------------------------------------------
+# --- recount from rasters --------------------------------------------------------------------
 def sops_from_rasters(model: SpikingModel, rasters: Mapping[str, Raster], *, n_samples: int, steps: int,
                       input_events: Sequence[np.ndarray] | None = None,
                       nominal: bool = False) -> dict[str, np.ndarray]:
     """SOPs per projection, sample and step, recounted from recorded spikes.
 
-    Independent of any engine's counters: every recorded spike of neuron
-    ``j`` adds the synapses of column ``j`` of the projection's unrolled
-    connectivity (:meth:`~evsnn.ops.Dense.to_csr`): its non-zero weights, or
-    all its entries with ``nominal``. Use it to check an engine's
-    ``Result.sops`` (record every population with ``record="all"``).
+    Independent of any engine's counters (not of the SOP rule, which is
+    :meth:`~evsnn.ops.Dense.fan_out` everywhere): every recorded spike of
+    neuron ``j`` adds its synapses in the projection, its non-zero weights or,
+    with ``nominal``, all its connections. Use it to check that an engine's
+    ``Result.sops`` match its own spikes (record every population with
+    ``record="all"``).
 
     Parameters
     ----------
@@ -390,9 +370,7 @@ def sops_from_rasters(model: SpikingModel, rasters: Mapping[str, Raster], *, n_s
                                  f"{pr.name!r}) must be recorded; simulate with record='all'.")
             r = rasters[pr.source]
             sample, step, neuron = r.sample, r.step, r.neuron
-        csr = pr.op.to_csr()
-        cols = csr.indices if nominal else csr.indices[csr.data != 0]
-        fan = np.bincount(cols, minlength=pr.op.n_in).astype(np.float64)
+        fan = pr.op.fan_out()[1 if nominal else 0]
         counts = np.bincount(sample * steps + step, weights=fan[neuron], minlength=n_samples * steps)
         out[pr.name] = np.rint(counts).astype(np.int64).reshape(n_samples, steps)
     return out

@@ -9,6 +9,7 @@ import numpy as np
 from ..encoding import EncodedInput
 from ..errors import EngineError
 from ..model import INPUT, SpikingModel
+from . import memory
 
 __all__ = ["Engine", "BatchOutput"]
 
@@ -61,6 +62,38 @@ class Engine:
     def settings(self) -> dict:
         """Engine options that a Result must record to be reproducible."""
         return {"dtype": self.dtype.name}
+
+    # --- memory ----------------------------------------------------------------------------------
+    def table_bytes(self) -> int:
+        """Bytes of what the engine builds from the model (connectivity tables, weight copies)."""
+        return 0
+
+    def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
+        """Bytes of the working arrays of one batch (state, buffers), input and records excluded."""
+        return 0
+
+    def check_tables(self) -> None:
+        """Refuse a model whose connectivity tables do not fit in memory, before building them."""
+        memory.check_memory({"connectivity tables": self.table_bytes()}, where=f"Engine {self.name!r}",
+                            advice="The model's connectivity is too large for this machine with this engine.")
+
+    def memory_estimate(self, encoded: EncodedInput, batch_size: int, record: frozenset[str]) -> dict[str, int]:
+        """Bytes a run of ``encoded`` holds at its peak, by item (see :mod:`evsnn.engines.memory`)."""
+        n, steps, spiking = encoded.n_samples, encoded.steps, encoded.is_spiking
+        batch = min(int(batch_size), n)
+        return {
+            # every batch's records, then their concatenation into the Result
+            "per-step records of all samples": 2 * memory.result_bytes(self.model, n, steps, record, spiking),
+            "input of a batch": memory.input_bytes(encoded, batch),
+            "state of a batch": self.batch_bytes(batch, steps, spiking),
+            "connectivity tables": self.table_bytes(),
+        }
+
+    def check_memory(self, encoded: EncodedInput, batch_size: int, record: frozenset[str]) -> None:
+        """Refuse a run whose estimate exceeds the available memory (EngineError naming what to reduce)."""
+        memory.check_memory(self.memory_estimate(encoded, batch_size, record), where=f"Engine {self.name!r}",
+                            advice=f"Reduce the number of samples ({encoded.n_samples}), steps ({encoded.steps}) "
+                                   f"or batch_size ({batch_size}), or record fewer populations.")
 
     def prepare(self, encoded: EncodedInput) -> None:
         """Set-up that depends on the kind of input (spikes or analog); :func:`~evsnn.simulate` times it as set-up."""

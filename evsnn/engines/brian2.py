@@ -103,10 +103,11 @@ import numpy as np
 
 from ..encoding import EncodedInput
 from ..errors import EngineError
-from ..model import INPUT, Population, Projection, SpikingModel
-from ..ops import Dense
-from . import register_engine
+from ..model import INPUT, NEURON_KINDS, Population, Projection, SpikingModel
+from ..ops import Conv2d, Dense, Sparse
+from . import memory, register_engine
 from .base import BatchOutput, Engine
+from .neurons import NeuronParams
 
 try:
     import brian2 as b2
@@ -219,10 +220,9 @@ class Brian2Engine(Engine):
         self.propagation, self.codegen = propagation, codegen
         self.substeps = self._substeps(dt)
         self.dt_brian2 = model.dt / self.substeps
-        for p in model.populations:
-            if p.neuron.kind == "srm" and p.neuron.beta != 1.0:
-                raise EngineError(f"Population {p.name!r}: beta must be 1.0 for kind 'srm' (its leak is the "
-                                  f"kernels'), got {p.neuron.beta!r}.")
+        self.params = {p.name: NeuronParams.from_population(p, self.dtype, engine=self.name, kinds=NEURON_KINDS,
+                                                            substeps=self.substeps) for p in model.populations}
+        self.check_tables()
         self.codeobj_class = _codeobj_class(codegen)
         self.fan_out = {pr.name: pr.op.fan_out() for pr in model.projections}
         self.index = {p.name: i for i, p in enumerate(model.populations)}
@@ -246,7 +246,27 @@ class Brian2Engine(Engine):
         return {**super().settings, "propagation": self.propagation, "codegen": self.codegen,
                 "brian2_dt": self.dt_brian2, "substeps": self.substeps}
 
-    # --- building ------------------------------------------------------------------------------
+    def table_bytes(self) -> int:
+        total = 0
+        for pr in self.model.projections:
+            op = pr.op
+            synapses, connections = (int(a.sum()) for a in op.fan_out())
+            total += 16 * op.n_in + 160 * synapses  # Brian2's synapse arrays, spike queue and stored copy
+            if isinstance(op, Conv2d):  # unrolled by to_csr: a (C_out, C_in, OH, OW, kh, kw) box, then entries
+                total += op.n_out * op.weight[0].size * 9 + connections * 8 * 12
+            elif isinstance(op, Sparse):
+                total += op.data.size * 8 * 12
+            else:
+                total += op.weight.size * 2 + synapses * 8 * 5
+        return total
+
+    def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
+        fine = steps * self.substeps
+        neurons = sum(p.size for p in self.model.populations) + (self.model.input.size if spiking else 0)
+        # one sample at a time: its monitored spikes (time, index and their binned copies), a membrane trace
+        monitored = int(memory.RASTER_DENSITY * fine * neurons) * 8 * 6
+        trace = fine * self.model.population(self.model.output).size * 8 * 2
+        return monitored + trace + 64 * neurons
     def prepare(self, encoded: EncodedInput) -> None:
         """Build the network for this kind of input (spikes or analog current), once."""
         self.network(encoded.is_spiking)
@@ -298,7 +318,7 @@ class Brian2Engine(Engine):
         plans = {}
         membrane_group = None
         for pop in model.populations:  # every group first: a projection may come from a later population
-            spec = pop.neuron
+            spec = self.params[pop.name]
             membrane = model.readout == "membrane" and pop.name == model.output
             incoming, analog = self._incoming(pop, spiking)
             partial = {n for n, pr in enumerate(incoming) if n > 0 and not isinstance(pr.op, Dense)}
@@ -335,7 +355,7 @@ class Brian2Engine(Engine):
                                    method="exact" if spec.kind == "srm" else ("exact", "euler", "heun"),
                                    namespace={}, dtype=dtype, clock=clock, name=f"pop{self.index[pop.name]}",
                                    codeobj_class=cc)
-            self._initialise(group, pop, k)
+            self._initialise(group, pop)
             groups[pop.name] = group
             objects.append(group)
             roles[f"group:{pop.name}"] = group
@@ -343,7 +363,7 @@ class Brian2Engine(Engine):
         pathways: list[tuple[object, object | None]] = []  # next_step: (pathway, merge), targets in model order
         analog_vars: list[tuple[object, str, Projection]] = []
         for i, pop in enumerate(model.populations):
-            spec, group = pop.neuron, groups[pop.name]
+            spec, group = self.params[pop.name], groups[pop.name]
             incoming, analog, partial, membrane = plans[pop.name]
             for n, pr in enumerate(incoming):  # pathways into this population, in summation order
                 source = generator if pr.source == INPUT else groups[pr.source]
@@ -427,30 +447,27 @@ class Brian2Engine(Engine):
         return _Built(net=net, dt=self.dt_brian2, generator=generator, analog=analog_vars,
                       spike_monitors=monitors, state_monitor=state_monitor, objects=roles)
 
-    def _initialise(self, group, pop: Population, k: int) -> None:
-        """Constants and initial state of a population, in the engine's dtype (as the event engine computes them)."""
-        spec, dtype = pop.neuron, self.dtype
-        th = spec.threshold
-        threshold = dtype.type(th) if isinstance(th, float) else np.asarray(th, dtype=dtype).reshape(-1)
-        v_init = threshold * dtype.type(spec.v_init_fraction)
-        values = {"th": np.broadcast_to(threshold, (pop.size,))}
-        if spec.kind == "srm":
-            values.update(r=np.broadcast_to(v_init, (pop.size,)), e_kick=math.e)
+    def _initialise(self, group, pop: Population) -> None:
+        """Constants and initial state of a population, from its NeuronParams (the event engine's)."""
+        p, k = self.params[pop.name], self.substeps
+        values = {"th": np.broadcast_to(p.threshold, (pop.size,))}
+        if p.kind == "srm":
+            values.update(r=np.broadcast_to(p.v_init, (pop.size,)), e_kick=math.e)
         else:
-            values["v"] = np.broadcast_to(v_init, (pop.size,))
-            if spec.kind == "lif":
-                values["beta_step"] = spec.beta if k == 1 else spec.beta ** (1.0 / k)
+            values["v"] = np.broadcast_to(p.v_init, (pop.size,))
+            if p.kind == "lif":
+                values["beta_step"] = p.beta
         if pop.bias is not None:
-            values["bias"] = pop.bias.reshape(-1).astype(dtype)
+            values["bias"] = pop.bias.reshape(-1).astype(self.dtype)
         if "substep_fraction" in group.variables:
             values["substep_fraction"] = 1.0 / k
         if "v_reset" in group.variables:
-            values["v_reset"] = spec.v_reset
+            values["v_reset"] = p.v_reset
         for name, value in values.items():
             group.variables[name].set_value(np.asarray(value, dtype=group.variables[name].dtype))
-        if spec.kind == "srm":
-            group.tau_s = spec.tau_syn * b2.second
-            group.tau_r = spec.tau_refr * b2.second
+        if p.kind == "srm":
+            group.tau_s = p.tau_syn * b2.second
+            group.tau_r = p.tau_refr * b2.second
 
     def _synapses(self, pr: Projection, source, target, clock, variable: str, *, delay: int):
         """A Synapses object with the projection's non-zero weights; ``on_pre`` adds them to ``variable``."""

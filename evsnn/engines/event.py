@@ -27,7 +27,8 @@ with spikes x fan-out, not with neurons x steps:
 SOPs are counted from the spikes, never from the kernel that delivered them:
 each spike of neuron ``j`` through projection ``p`` adds the number of
 non-zero-weight synapses ``j`` has in ``p`` (conv borders and strides exact),
-and separately its nominal fan-out (zeros included).
+and separately its nominal fan-out (zeros included), both from
+:meth:`~evsnn.ops.Dense.fan_out`, the rule every engine shares.
 
 Notes
 -----
@@ -92,8 +93,6 @@ class _DenseDelivery:
 
     def __init__(self, op: Dense, dtype: np.dtype, dense_above: float):
         self.wt = np.ascontiguousarray(op.weight.T, dtype=dtype)  # (n_in, n_out)
-        self.fan_out = np.count_nonzero(op.weight, axis=0).astype(np.int64)
-        self.fan_out_nominal = np.full(op.n_in, op.n_out, dtype=np.int64)
         self.dense_above = dense_above
 
     def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
@@ -111,9 +110,6 @@ class _SparseDelivery:
 
     def __init__(self, op: Sparse, dtype: np.dtype):
         self.wt = sp.csr_array(op.to_csr().T.astype(dtype))  # (n_in, n_out): row j lists neuron j's targets
-        owner = np.repeat(np.arange(op.n_in), np.diff(self.wt.indptr))
-        self.fan_out = np.bincount(owner[self.wt.data != 0], minlength=op.n_in).astype(np.int64)
-        self.fan_out_nominal = np.diff(self.wt.indptr).astype(np.int64)
 
     def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
         spikes = sp.csr_array((np.ones(cols.size, dtype=self.wt.dtype), cols, indptr),
@@ -138,28 +134,15 @@ class _ConvDelivery:
         _, oh, ow = op.out_shape
         (ph, pw), (sh, sw) = op.padding, op.stride
         self.c_out, self.hw, self.ohw, self.taps = c_out, h * w, oh * ow, kh * kw
-
-        def reach(size: int, pad: int, k: int, stride: int, n_out: int) -> list[list[tuple[int, int]]]:
-            """For each input row: the (kernel row, output row) pairs with oy * stride - pad + ky = y."""
-            return [[(k_, (y + pad - k_) // stride) for k_ in range(k)
-                     if (y + pad - k_) % stride == 0 and 0 <= (y + pad - k_) // stride < n_out]
-                    for y in range(size)]
-
-        rows, cols = reach(h, ph, kh, sh, oh), reach(w, pw, kw, sw, ow)
-        pairs = [[(ky * kw + kx, oy * ow + ox) for ky, oy in rows[y] for kx, ox in cols[x]]
-                 for y in range(h) for x in range(w)]
-        self.length = np.array([len(p) for p in pairs], dtype=np.int64)
+        rows, cols = op.reach()
+        # (pixel y, pixel x, ky, kx) of every pair, in that order; the output position follows from the tap
+        y, x, ky, kx = np.nonzero(rows[:, None, :, None] & cols[None, :, None, :])
+        self.length = np.bincount(y * w + x, minlength=h * w).astype(np.int64)
         self.start = (np.cumsum(self.length) - self.length).astype(np.int64)
-        flat = [pair for p in pairs for pair in p]
-        self.tap = np.array([t for t, _ in flat], dtype=np.int64)
-        self.pos = np.array([q for _, q in flat], dtype=np.int64)
+        self.tap = (ky * kw + kx).astype(np.int64)
+        self.pos = (((y + ph - ky) // sh) * ow + (x + pw - kx) // sw).astype(np.int64)
         # kernel[(c, tap), o] = W[o, c, ky, kx]
         self.kernel = np.ascontiguousarray(op.weight.reshape(c_out, c_in * kh * kw).T, dtype=dtype)
-        nonzero_per_tap = np.count_nonzero(op.weight, axis=0).reshape(c_in, kh * kw)
-        pixel = np.repeat(np.arange(h * w), self.length)
-        self.fan_out = np.stack([np.bincount(pixel, weights=nonzero_per_tap[c, self.tap], minlength=h * w)
-                                 for c in range(c_in)]).reshape(-1).astype(np.int64)
-        self.fan_out_nominal = np.tile(self.length * c_out, c_in)
 
     def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
         batch = out.shape[0]
@@ -222,6 +205,7 @@ class EventEngine(Engine):
         self.dense_above = float(dense_above)
         self.params = [NeuronParams.from_population(p, self.dtype, engine=self.name) for p in model.populations]
         self.index = {p.name: i for i, p in enumerate(model.populations)}
+        self.check_tables()
         self.deliveries = {pr.name: _delivery(pr, self.dtype, self.dense_above) for pr in model.projections}
         self.ring_length = 1 + max((pr.delay for pr in model.projections), default=0)
         self.outgoing = {name: [pr for pr in model.projections if pr.source == name]
@@ -237,6 +221,52 @@ class EventEngine(Engine):
     @property
     def settings(self) -> dict:
         return {**super().settings, "dense_above": self.dense_above}
+
+    def table_bytes(self) -> int:
+        size = self.dtype.itemsize
+        total = 0
+        for pr in self.model.projections:
+            op = pr.op
+            total += 16 * op.n_in  # the operator's fan-out (non-zero and nominal)
+            if isinstance(op, Dense):
+                total += op.n_in * op.n_out * size  # W.T
+            elif isinstance(op, Sparse):
+                total += 3 * op.data.size * (size + 8) + 2 * op.n_in * 8  # to_csr, its transpose, the cast
+            else:
+                rows, cols = op.reach()
+                c_out, c_in, kh, kw = op.weight.shape
+                pairs = int(rows.sum()) * int(cols.sum())
+                # the (pixel, tap) mask, its nonzero() and the tap / position / pixel tables; the kernel copy
+                total += rows.shape[0] * cols.shape[0] * kh * kw + 7 * 8 * pairs + c_out * c_in * kh * kw * size
+        return total
+
+    def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
+        size = self.dtype.itemsize
+        total = 0
+        for p in self.model.populations:
+            # potentials and the temporaries of a step, the ring buffer, spike indices
+            total += batch * p.size * (4 * size + 1 + 16) + self.ring_length * batch * p.size * size
+        for pr in self.model.projections:
+            op = pr.op
+            if pr.source == INPUT and not spiking:  # the projected current, held for the run
+                total += batch * (op.n_in + 2 * op.n_out) * size
+                continue
+            if isinstance(op, Conv2d):
+                c_out, c_in, kh, kw = op.weight.shape
+                _, h, w = op.input_shape
+                (ph, pw) = op.padding
+                ohw = op.n_out // c_out
+                rows, cols = op.reach()
+                pairs = int(rows.sum()) * int(cols.sum()) * c_in  # (spike, tap) pairs if every neuron spikes
+                share = self.dense_above if batch >= 8 else 1.0
+                total += max(  # dense path (padded spikes, im2col patches, result and its transposes) or scatter
+                    batch * (c_in * (h + 2 * ph) * (w + 2 * pw) + ohw * c_in * kh * kw + 3 * op.n_out) * size,
+                    int(share * batch * pairs) * 5 * 8 + 3 * batch * op.n_out * size)
+            elif isinstance(op, Dense):
+                total += batch * (op.n_in + 2 * op.n_out) * size
+            else:
+                total += batch * op.n_in * (size + 8) + batch * op.n_out * (2 * size + 8)
+        return total
 
     def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
         model, dtype = self.model, self.dtype
@@ -260,7 +290,7 @@ class EventEngine(Engine):
                 i = self.index[pr.target]
                 current = pr.op.forward(x.astype(dtype)).astype(dtype)
                 analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
-                macs = (x != 0) @ self.deliveries[pr.name].fan_out  # per sample, the same every step
+                macs = (x != 0) @ pr.op.fan_out()[0]  # per sample, the same every step
                 out.input_macs[pr.name][:] = macs[:, None]
 
         def emit(source: str, rows: np.ndarray, cols: np.ndarray, t: int) -> None:
@@ -269,14 +299,13 @@ class EventEngine(Engine):
             indptr = np.zeros(batch + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=batch), out=indptr[1:])
             for pr in self.outgoing[source]:
-                d = self.deliveries[pr.name]
                 j = self.index[pr.target]
                 slot = (t + pr.delay) % self.ring_length
-                d.deliver(rows, cols, indptr, ring[j][slot])
+                self.deliveries[pr.name].deliver(rows, cols, indptr, ring[j][slot])
                 pending[j, slot] = True
-                out.sops[pr.name][:, t] = np.bincount(rows, weights=d.fan_out[cols], minlength=batch)
-                out.sops_nominal[pr.name][:, t] = np.bincount(rows, weights=d.fan_out_nominal[cols],
-                                                              minlength=batch)
+                synapses, connections = pr.op.fan_out()
+                out.sops[pr.name][:, t] = np.bincount(rows, weights=synapses[cols], minlength=batch)
+                out.sops_nominal[pr.name][:, t] = np.bincount(rows, weights=connections[cols], minlength=batch)
 
         for t in range(steps):
             slot = t % self.ring_length

@@ -31,31 +31,50 @@ __all__ = ["NeuronParams", "NeuronState", "neuron_step", "integrate", "initial_s
 
 @dataclass(frozen=True, eq=False)
 class NeuronParams:
-    """Per-population constants, already in the engine's dtype and flattened."""
+    """Per-population constants, already in the engine's dtype and flattened.
 
-    beta: float
+    Derived once from a :class:`~evsnn.NeuronSpec` for every engine (the
+    event engine steps them here, the Brian2 engine writes them into its
+    equations), so that a change of a neuron rule lands in one place.
+    """
+
+    kind: str  # "if" | "lif" | "srm"
+    beta: float  # leak per engine step (1 for IF and SRM)
     threshold: float | np.ndarray  # scalar, or shape (n,)
     reset: str  # "subtract" | "zero"
     v_reset: float
-    v_init: float | np.ndarray
+    v_init: float | np.ndarray  # initial potential: v_init_fraction * threshold
+    tau_syn: float | None = None  # SRM kernel time constants, seconds
+    tau_refr: float | None = None
 
     @classmethod
-    def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str) -> "NeuronParams":
-        """Read a population's NeuronSpec; ``srm`` is refused (the engine integrates IF/LIF only)."""
+    def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str, kinds: tuple[str, ...] = ("if", "lif"),
+                        substeps: int = 1) -> "NeuronParams":
+        """Read a population's NeuronSpec for ``engine``, which integrates the neuron ``kinds`` it names.
+
+        ``substeps``: the engine's step is the model's ``dt / substeps`` (a
+        LIF leaks by ``beta ** (1 / substeps)`` per engine step).
+        """
         spec = pop.neuron
-        if spec.kind == "srm":
+        if spec.kind not in kinds:
             raise EngineError(
-                f"Population {pop.name!r}: neuron kind 'srm' is not supported by engine {engine!r}, "
-                "which integrates 'if' and 'lif' neurons only."
+                f"Population {pop.name!r}: neuron kind {spec.kind!r} is not supported by engine {engine!r}, "
+                f"which integrates {' and '.join(repr(k) for k in kinds)} neurons only."
             )
+        if spec.kind == "srm" and spec.beta != 1.0:
+            raise EngineError(f"Population {pop.name!r}: beta must be 1.0 for kind 'srm' (its leak is the "
+                              f"kernels'), got {spec.beta!r}.")
         th = spec.threshold
         threshold = dtype.type(th) if isinstance(th, float) else np.asarray(th, dtype=dtype).reshape(-1)
         return cls(
-            beta=dtype.type(spec.beta),
+            kind=spec.kind,
+            beta=dtype.type(spec.beta if substeps == 1 else spec.beta ** (1.0 / substeps)),
             threshold=threshold,
             reset=spec.reset,
             v_reset=dtype.type(spec.v_reset),
             v_init=threshold * dtype.type(spec.v_init_fraction),
+            tau_syn=spec.tau_syn,
+            tau_refr=spec.tau_refr,
         )
 
 
