@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -19,6 +20,7 @@ from evsnn.errors import EngineError, FormatError, InputError
 from evsnn.io.datasets import mnist_split
 from evsnn.training import diehl_cnn, diehl_mlp
 from factories import make_mlp
+from test_event_engine import brute_fan_out, brute_sops
 
 
 def totals(rep):
@@ -247,6 +249,8 @@ def test_unknown_preset_lists_the_builtin_ones(tmp_path):
 
 
 # --- cross-check: engine counters vs a brute-force count from the recorded rasters -----------------
+# The brute force (tests/test_event_engine.py: brute_fan_out) counts synapses from the operators' definitions;
+# the engines and sops_from_rasters all use the library's one rule (Operator.fan_out), checked against it here.
 def mixed_model():
     rng = np.random.default_rng(3)
 
@@ -254,7 +258,8 @@ def mixed_model():
         a = rng.normal(0.3, 0.6, shape).astype(np.float32)
         a[rng.random(shape) < zeros] = 0.0
         return a
-    skip = w(12, 2 * 6 * 6, zeros=0.7)
+    skip = sp.csr_array(w(12, 2 * 6 * 6, zeros=0.7))
+    skip.data[::5] = 0.0  # explicit zeros: connections that are not synapses
     return SpikingModel(
         InputSpec((2, 6, 6), encoding="poisson", max_rate=500.0),
         [Population("c", (3, 3, 3), NeuronSpec("lif", beta=0.9, threshold=0.8), bias=w(3, 3, 3)),
@@ -268,21 +273,29 @@ def mixed_model():
     )
 
 
-@pytest.mark.parametrize("nominal", [False, True])
-def test_engine_sops_equal_a_brute_force_count_from_rasters(nominal):
+@pytest.mark.parametrize("engine,n", [("event", 12), pytest.param("brian2", 3, marks=pytest.mark.brian2)])
+def test_engine_sops_equal_a_brute_force_count_from_rasters(engine, n):
+    """Conv (stride 2, padding 1, borders), dense with zero weights, sparse with explicit zeros, delays and a
+    recurrent edge: each engine's SOPs (both conventions) and sops_from_rasters equal the brute-force count."""
     m = mixed_model()
-    x = np.random.default_rng(4).random((12, 2, 6, 6))
+    skip = m.projections[2].op
+    assert (skip.data == 0).any() and (m.projections[1].op.weight == 0).any()  # the zeros this test is about
+    x = np.random.default_rng(4).random((n, 2, 6, 6))
     enc = encode(m, x, steps=30, seed=5)
-    res = evsnn.simulate(m, enc, record="all")
-    brute = sops_from_rasters(m, res.rasters, n_samples=12, steps=30, input_events=enc.spike_events(0, 12),
-                              nominal=nominal)
-    engine = res.sops_nominal if nominal else res.sops
-    assert set(brute) == set(engine) == {"conv", "fc", "skip", "out", "back"}
-    for name in brute:
-        assert engine[name].sum() > 0, name  # every projection carries spikes: the check is not vacuous
-        np.testing.assert_array_equal(brute[name], engine[name], err_msg=name)
+    res = evsnn.simulate(m, enc, engine=engine, dtype="float64", record="all")
+    events = enc.spike_events(0, n)
+    for nominal in (False, True):
+        brute = brute_sops(m, res.rasters, events, n, 30, nominal=nominal)
+        recount = sops_from_rasters(m, res.rasters, n_samples=n, steps=30, input_events=events, nominal=nominal)
+        counted = res.sops_nominal if nominal else res.sops
+        assert set(brute) == set(counted) == set(recount) == {"conv", "fc", "skip", "out", "back"}
+        for name in brute:
+            assert counted[name].sum() > 0, name  # every projection carries spikes: the check is not vacuous
+            np.testing.assert_array_equal(counted[name], brute[name], err_msg=f"{engine} {name} nominal={nominal}")
+            np.testing.assert_array_equal(recount[name], brute[name], err_msg=f"recount {name} nominal={nominal}")
+    assert (res.sops_nominal["skip"] > res.sops["skip"]).any()  # the explicit zeros were spiked through
     with pytest.raises(InputError, match="record='all'"):
-        sops_from_rasters(m, {}, n_samples=12, steps=30)
+        sops_from_rasters(m, {}, n_samples=n, steps=30)
 
 
 def diehl(kind: str, encoding: str):
@@ -299,16 +312,14 @@ def test_diehl_networks_report_sops_equal_to_the_raster_count(kind, encoding):
     enc = encode(m, x, steps=20, seed=0)
     res = evsnn.simulate(m, enc, record="all")
     events = enc.spike_events(0, 6) if encoding == "poisson" else None
-    brute = sops_from_rasters(m, res.rasters, n_samples=6, steps=20, input_events=events)
+    brute = brute_sops(m, res.rasters, events, 6, 20)
     rep = energy_report(res, m, x=x, ann=net)
     reported = {s.item: s.per_sample for s in rep.snn if s.op == "sop"}
     assert set(reported) == set(brute) and all(v.sum() > 0 for v in reported.values())
     for name, counts in brute.items():
         np.testing.assert_array_equal(reported[name], counts.sum(axis=1), err_msg=name)
     if encoding == "current":  # the analog first layer: non-zero pixels x non-zero weights, every step
-        first = m.projections[0]
-        csr = first.op.to_csr()
-        fan = np.bincount(csr.indices[csr.data != 0], minlength=first.op.n_in)
+        fan = brute_fan_out(m.projections[0].op)[0]
         macs = (x.reshape(6, -1) != 0) @ fan * 20
         (series,) = [s for s in rep.snn if s.op == "input_mac"]
         np.testing.assert_array_equal(series.per_sample, macs)
@@ -318,15 +329,15 @@ def test_diehl_networks_report_sops_equal_to_the_raster_count(kind, encoding):
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 @pytest.mark.parametrize("encoding", ["poisson", "current"])
 def test_diehl_networks_report_the_sops_of_a_brian2_run(kind, encoding):
-    """The same encoded input on Brian2: its report's SOPs equal its own raster count and the event engine's."""
-    pytest.importorskip("brian2")
+    """The same encoded input on Brian2: its report's SOPs equal the brute-force count of its own rasters (not
+    the formula the engine uses) and the event engine's."""
     net, m = diehl(kind, encoding)
     x = mnist_split().x_test[:3]
     enc = encode(m, x, steps=15, seed=0)
     event = evsnn.simulate(m, enc, dtype="float64")
     brian = evsnn.simulate(m, enc, engine="brian2", dtype="float64", record="all")
     events = enc.spike_events(0, 3) if encoding == "poisson" else None
-    brute = sops_from_rasters(m, brian.rasters, n_samples=3, steps=15, input_events=events)
+    brute = brute_sops(m, brian.rasters, events, 3, 15)
     reports = {name: energy_report(res, m) for name, res in (("event", event), ("brian2", brian))}
     assert reports["brian2"].settings["engine"] == "brian2"
     sops = {name: {s.item: s.per_sample for s in rep.snn if s.op == "sop"} for name, rep in reports.items()}

@@ -84,6 +84,62 @@ def reference_synapses(op) -> list[list[tuple[int, float]]]:
     return fan
 
 
+def brute_fan_out(op) -> tuple[np.ndarray, np.ndarray]:
+    """Per source neuron: its non-zero synapses and its connections, counted synapse by synapse.
+
+    The SOP rule's independent reference (never the library's ``fan_out`` or ``to_csr``): dense counts
+    each weight of a column, sparse each stored entry, conv each (output position, kernel tap) pair inside
+    the borders -- a loop over taps and input channels, vectorised over output positions, so that it is
+    fast enough for the Diehl networks (:func:`reference_synapses` is the fully explicit loop, and
+    ``test_brute_fan_out_counts_the_reference_synapses`` ties the two together).
+    """
+    if isinstance(op, Dense):
+        n_out, n_in = op.weight.shape
+        synapses, connections = np.zeros(n_in, dtype=np.int64), np.zeros(n_in, dtype=np.int64)
+        for i in range(n_out):
+            synapses += op.weight[i] != 0
+            connections += 1
+        return synapses, connections
+    if isinstance(op, Sparse):
+        n_in = op.shape[1]
+        synapses, connections = np.zeros(n_in, dtype=np.int64), np.zeros(n_in, dtype=np.int64)
+        np.add.at(connections, op.indices, 1)
+        np.add.at(synapses, op.indices, (op.data != 0).astype(np.int64))
+        return synapses, connections
+    assert isinstance(op, Conv2d)
+    c_out, c_in, kh, kw = op.weight.shape
+    _, h, w = op.input_shape
+    (ph, pw), (sh, sw) = op.padding, op.stride
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    synapses, connections = np.zeros((c_in, h, w), dtype=np.int64), np.zeros((c_in, h, w), dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            iy, ix = np.meshgrid(np.arange(oh) * sh - ph + ky, np.arange(ow) * sw - pw + kx, indexing="ij")
+            inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # output positions whose tap is not padding
+            for c in range(c_in):
+                np.add.at(connections[c], (iy[inside], ix[inside]), c_out)
+                np.add.at(synapses[c], (iy[inside], ix[inside]), int(np.count_nonzero(op.weight[:, c, ky, kx])))
+    return synapses.reshape(-1), connections.reshape(-1)
+
+
+def brute_sops(model: SpikingModel, rasters, input_events, n: int, steps: int, *, nominal: bool = False) -> dict:
+    """SOPs per projection (n, steps): every recorded spike adds its neuron's brute-force fan-out."""
+    out = {}
+    for pr in model.projections:
+        if pr.source == INPUT:
+            if input_events is None:
+                continue
+            sample, step, neuron = input_events
+        else:
+            r = rasters[pr.source]
+            sample, step, neuron = r.sample, r.step, r.neuron
+        fan = brute_fan_out(pr.op)[1 if nominal else 0]
+        counts = np.zeros((n, steps), dtype=np.int64)
+        np.add.at(counts, (sample, step), fan[neuron])
+        out[pr.name] = counts
+    return out
+
+
 def reference_input(model: SpikingModel, x: np.ndarray, steps: int, encoding: str, *, seed: int = 0):
     """What the input looks like to the reference.
 
@@ -447,6 +503,44 @@ def test_reference_synapses_agree_with_to_csr(op):
     assert structural.sum() == csr.nnz
     coo = csr.tocoo()
     assert structural[coo.row, coo.col].all()
+
+
+def fan_out_cases() -> list:
+    """Operators for the SOP rule: conv borders, strides and padding, sparse with explicit zeros, dense zeros."""
+    rng = np.random.default_rng(21)
+    w = dyadic(rng, (3, 2, 3, 4), zeros=0.4)
+    explicit = Sparse(np.array([0.5, 0.0, -1.0, 0.0, 2.0]), np.array([0, 1, 1, 3, 0]), np.array([0, 2, 4, 5]), (3, 5))
+    ops = [Conv2d(w, (2, 7, 6)), Conv2d(w, (2, 7, 6), stride=2, padding=1), Conv2d(w, (2, 5, 9), stride=(3, 2)),
+           Conv2d(w, (2, 3, 4), padding=(2, 1)), Conv2d(w, (2, 8, 8), stride=(1, 3), padding=(0, 2)),
+           Conv2d(np.zeros((2, 1, 2, 2)), (1, 4, 4), stride=2),
+           explicit, sparse_op(rng, 9, 7, zeros=0.5),
+           Dense(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, -1.0]])), Dense(np.zeros((3, 2)))]
+    for _ in range(12):  # random geometry: any kernel, stride and padding that fits
+        kh, kw, sh, sw, ph, pw = (int(v) for v in rng.integers([1, 1, 1, 1, 0, 0], [5, 5, 4, 4, 3, 3]))
+        h, w_ = int(rng.integers(max(1, kh - 2 * ph), 10)), int(rng.integers(max(1, kw - 2 * pw), 10))
+        ops.append(Conv2d(dyadic(rng, (2, 3, kh, kw), zeros=0.3), (3, h, w_), stride=(sh, sw), padding=(ph, pw)))
+    return ops
+
+
+@pytest.mark.parametrize("op", fan_out_cases())
+def test_fan_out_is_the_brute_force_count(op):
+    """The one SOP rule (``Operator.fan_out``) against a synapse-by-synapse count, both conventions."""
+    synapses, connections = brute_fan_out(op)
+    assert connections.sum() > 0  # not vacuous: every case has connections
+    got_synapses, got_connections = op.fan_out()
+    np.testing.assert_array_equal(got_synapses, synapses)
+    np.testing.assert_array_equal(got_connections, connections)
+    assert op.n_synapses() == synapses.sum() and op.n_connections() == connections.sum()
+    assert op.fan_out() is op.fan_out() and not got_synapses.flags.writeable  # computed once, shared read-only
+
+
+@pytest.mark.parametrize("op", fan_out_cases()[:10])
+def test_brute_fan_out_counts_the_reference_synapses(op):
+    """The fast brute force equals the fully explicit loops of ``reference_synapses``."""
+    fan = reference_synapses(op)
+    synapses, connections = brute_fan_out(op)
+    np.testing.assert_array_equal(synapses, [sum(1 for _, w in f if w != 0.0) for f in fan])
+    np.testing.assert_array_equal(connections, [len(f) for f in fan])
 
 
 # ============================================================================================

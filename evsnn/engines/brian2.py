@@ -247,17 +247,21 @@ class Brian2Engine(Engine):
                 "brian2_dt": self.dt_brian2, "substeps": self.substeps}
 
     def table_bytes(self) -> int:
-        total = 0
+        objects = len(self.model.populations) + len(self.model.projections)
+        total = 150_000 * objects  # Brian2's objects, namespaces and generated code
         for pr in self.model.projections:
             op = pr.op
             synapses, connections = (int(a.sum()) for a in op.fan_out())
-            total += 16 * op.n_in + 160 * synapses  # Brian2's synapse arrays, spike queue and stored copy
-            if isinstance(op, Conv2d):  # unrolled by to_csr: a (C_out, C_in, OH, OW, kh, kw) box, then entries
-                total += op.n_out * op.weight[0].size * 9 + connections * 8 * 12
+            total += 16 * op.n_in + 64 * synapses  # Brian2's synapse arrays, spike queue and stored copy
+            # what synapse_arrays builds on the way: (pre, post, weight) of every synapse, and for a conv the
+            # (C_out, C_in, OH, OW, kh, kw) box of to_csr
+            total += 24 * synapses
+            if isinstance(op, Conv2d):
+                total += op.n_out * op.weight[0].size * 9 + connections * 24
             elif isinstance(op, Sparse):
-                total += op.data.size * 8 * 12
+                total += op.data.size * 24
             else:
-                total += op.weight.size * 2 + synapses * 8 * 5
+                total += op.weight.size
         return total
 
     def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
