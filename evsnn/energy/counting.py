@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import INPUT, SpikingModel
-from ..ops import Conv2d, Dense, Operator, Sparse
+from ..ops import Conv2d, Operator, Sparse
 from ..result import Raster, Result
 
 __all__ = ["OpSeries", "AnnLayerOps", "snn_ops", "ann_ops_torch", "ann_ops_ir", "sops_from_rasters",

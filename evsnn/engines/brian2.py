@@ -67,9 +67,15 @@ spike more than once per step); a ``membrane`` output is read at the end
 of each model step.
 
 SOPs are counted from Brian2's own recorded spikes (``SpikeMonitor`` on the
-input and every population) with the event engine's rule: a spike of
-neuron ``j`` through projection ``p`` costs the number of non-zero weights
-``j`` has in ``p`` (nominal: its connections, zeros included).
+input and every population) with the rule every engine shares,
+:meth:`~evsnn.ops.Dense.fan_out`: a spike of neuron ``j`` through projection
+``p`` costs the number of non-zero weights ``j`` has in ``p`` (nominal: its
+connections, zeros included).
+
+Neuron constants (threshold, leak per Brian2 step, reset, ``v_reset``,
+initial potential, SRM time constants) come from
+:class:`~evsnn.engines.neurons.NeuronParams`, derived from the model once, as
+for the event engine.
 
 SRM semantics (the event engine does not simulate SRM)
 ------------------------------------------------------

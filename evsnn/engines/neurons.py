@@ -2,7 +2,9 @@ r"""Neuron dynamics as pure step functions over numpy arrays.
 
 One formula for every engine that steps time (the event engine here, the
 torch timestep engine later), so that the Brian2 reference has only one
-thing to be checked against. No I/O, no globals, no mutation.
+thing to be checked against; and one derivation of the per-population
+constants (:class:`NeuronParams`), which the Brian2 engine writes into its
+equations. No I/O, no globals, no mutation.
 
 One step of length ``dt`` for a population with input current :math:`I`
 (synaptic input plus bias):
