@@ -98,8 +98,10 @@ def input_bytes(encoded: EncodedInput, batch: int) -> int:
     if not encoded.is_spiking:
         return 3 * batch * encoded.n_inputs * 8  # scale * x, its float copy, the non-zero mask
     cells = encoded.steps * batch * encoded.n_inputs
-    p = np.minimum(np.asarray(encoded.x, dtype=np.float64) * encoded.max_rate * encoded.dt, 1.0)
-    per_sample = float(p.sum(axis=1).max()) if p.size else 0.0
+    per_sample = 0.0  # the most expected spikes per step of any sample (in blocks: no copy of all of x)
+    for lo in range(0, encoded.n_samples, 1024):
+        p = np.minimum(np.asarray(encoded.x[lo:lo + 1024], dtype=np.float64) * encoded.max_rate * encoded.dt, 1.0)
+        per_sample = max(per_sample, float(p.reshape(p.shape[0], -1).sum(axis=1).max()))
     spikes = min(cells, int(batch * (encoded.steps * per_sample + encoded.n_inputs)))
     # bool raster (and a transposed copy), flat indices, CSR data and indices, per-step event arrays
     return 2 * cells + spikes * (8 + 8 + 8 + 3 * 8)
