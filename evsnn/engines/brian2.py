@@ -277,6 +277,8 @@ class Brian2Engine(Engine):
         monitored = int(memory.RASTER_DENSITY * fine * neurons) * 8 * 6
         trace = fine * self.model.population(self.model.output).size * 8 * 2
         return monitored + trace + 64 * neurons
+
+    # --- building ------------------------------------------------------------------------------
     def prepare(self, encoded: EncodedInput) -> None:
         """Build the network for this kind of input (spikes or analog current), once."""
         self.network(encoded.is_spiking)
