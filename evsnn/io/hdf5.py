@@ -600,7 +600,7 @@ class _Reader:
         else:
             small = dims is not None and len(dims) == 0
         if not small or aid.dtype.itemsize > 2**20:
-            need = "a 1-D array of at most 8 integers" if kind == "shape" else "a scalar"
+            need = "a 1-D integer array of at most 8 values" if kind == "shape" else "a scalar"
             raise self.error(node, f"attribute {name!r} must be {need}, got dataspace {dims} of {aid.dtype}.")
         try:
             value = node.attrs[name]
