@@ -161,26 +161,38 @@ def fuzz(original: Path, mutants: Iterable[tuple[str, bytes]], workdir: Path, *,
     """Load each mutant in worker subprocesses; return outcome kind -> descriptions.
 
     Kinds: ``identical``, ``different`` (loaded, != original), ``FormatError:<category>``,
-    ``error:<type>`` (any other exception), ``crash:<signal>`` and ``hang``.
+    ``error:<type>`` (any other exception), ``crash:<signal>`` and ``hang``. Mutants are
+    written one batch at a time and deleted once loaded, so a long run needs little disk.
     """
-    files: list[tuple[str, Path]] = []
-    for i, (what, data) in enumerate(mutants):
-        path = workdir / f"m{i:06d}.h5"
-        path.write_bytes(data)
-        if restamped and len(data) >= 512:
-            restamp(path)
-        files.append((what, path))
     outcomes: dict[str, list[str]] = collections.defaultdict(list)
-    batches = [files[i:i + batch] for i in range(0, len(files), batch)]
-    running: list[tuple[subprocess.Popen, list[tuple[str, Path]], Path]] = []
     numbers = itertools.count()
-    while batches or running:
-        while batches and len(running) < jobs:
-            todo = batches.pop()
-            listing = workdir / f"list{next(numbers)}.txt"
+    source = iter(mutants)
+    retry: list[list[tuple[str, Path]]] = []
+    running: list[tuple[subprocess.Popen, list[tuple[str, Path]]]] = []
+
+    def next_batch() -> list[tuple[str, Path]]:
+        if retry:
+            return retry.pop()
+        todo = []
+        for what, data in itertools.islice(source, batch):
+            path = workdir / f"m{next(numbers):06d}.h5"
+            path.write_bytes(data)
+            if restamped and len(data) >= 512:
+                restamp(path)
+            todo.append((what, path))
+        return todo
+
+    while True:
+        while len(running) < jobs:
+            todo = next_batch()
+            if not todo:
+                break
+            listing = todo[0][1].with_suffix(".txt")
             listing.write_text("\n".join(str(p) for _, p in todo))
-            running.append((_start(original, listing), todo, listing))
-        proc, todo, listing = running.pop(0)
+            running.append((_start(original, listing), todo))
+        if not running:
+            return dict(outcomes)
+        proc, todo = running.pop(0)
         try:
             out, _ = proc.communicate(timeout=timeout)
             hung = False
@@ -190,11 +202,11 @@ def fuzz(original: Path, mutants: Iterable[tuple[str, bytes]], workdir: Path, *,
             hung = True
         done = _parse(out, outcomes, todo)
         if done < len(todo):  # the file in flight crashed or hung the worker; the rest go to a new one
-            what = todo[done][0]
-            outcomes["hang" if hung else f"crash:{_signal_name(proc.returncode)}"].append(what)
+            outcomes["hang" if hung else f"crash:{_signal_name(proc.returncode)}"].append(todo[done][0])
             if todo[done + 1:]:
-                batches.append(todo[done + 1:])
-    return dict(outcomes)
+                retry.append(todo[done + 1:])
+        for _, path in todo[:done]:
+            path.unlink()
 
 
 def _start(original: Path, listing: Path) -> subprocess.Popen:

@@ -1,7 +1,6 @@
 """HDF5 exchange: bit-exact round trips, the on-disk layout, hostile files, atomic saves."""
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -348,6 +347,17 @@ def test_save_through_a_symlink_replaces_the_file_it_points_to(tmp_path):
     link.symlink_to(real)
     evsnn.save(make_mlp(seed=1), link)
     assert link.is_symlink() and evsnn.load(real) == make_mlp(seed=1)
+
+
+def test_save_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    def full(tmp):
+        raise OSError(28, f"No space left on device: '{tmp}'")
+
+    monkeypatch.setattr(integrity, "stamp", full)
+    target = tmp_path / "m.h5"
+    with pytest.raises(FormatError, match=f"^{target}: cannot save: .*No space left on device: '{target}'") as err:
+        evsnn.save(make_mlp(), target)
+    assert ".tmp" not in str(err.value) and os.listdir(tmp_path) == []
 
 
 def test_save_with_a_long_name_and_a_missing_directory(tmp_path):

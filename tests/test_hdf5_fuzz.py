@@ -12,7 +12,7 @@ import evsnn
 from factories import make_everything
 from hostile import CRAFTED, craft, fuzz, mutations
 
-N_MUTATIONS = 600
+N_MUTATIONS = 400
 
 
 @pytest.fixture(scope="module")
