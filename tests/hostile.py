@@ -35,9 +35,8 @@ def restamp(path: str | os.PathLike) -> None:
     from evsnn.io import integrity
 
     data = Path(path).read_bytes()
-    if data.startswith(integrity.HDF5_SIGNATURE):  # no user block: make room for one
-        raise ValueError(f"{path}: no user block to stamp")
-    integrity.stamp(path)
+    with open(path, "r+b") as fh:
+        fh.write(integrity.header(data[integrity.USERBLOCK_SIZE:], len(data)))
 
 
 def edit(path: str | os.PathLike, fn: Callable[[h5py.File], object], *, stamp: bool = True) -> None:

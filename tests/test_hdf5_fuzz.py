@@ -37,11 +37,14 @@ def test_mutations_of_a_saved_model_are_all_refused_with_format_error(original, 
     assert len(outcomes["FormatError:checksum mismatch"]) >= N_MUTATIONS
 
 
-def test_mutations_behind_a_valid_digest_never_crash_or_error_outside_format_error(original, tmp_path):
+def test_mutations_behind_a_valid_digest_raise_nothing_but_format_error(original, tmp_path):
     """The parser's own robustness: mutate the HDF5 body, then re-stamp a valid digest.
 
     Such files can be valid models with different values (an attribute's bits changed), so
-    "different" is allowed here; crashes, hangs and non-FormatError exceptions are not.
+    "different" is allowed here. libhdf5 itself can crash or hang on rare such files (3 in
+    5,000 in ``benchmarks/hdf5_fuzz.py --restamped``, all while reading variable-length string
+    attributes; see docs/hdf5-format.md); this seed hits none, so any crash, hang or
+    non-FormatError exception here is a regression in evsnn's own checks.
     """
     mutants = list(mutations(original.read_bytes(), N_MUTATIONS // 2, seed=1, body_only=True))
     outcomes = fuzz(original, mutants, tmp_path, restamped=True, jobs=2)
