@@ -45,6 +45,17 @@ ENCODINGS = ("current", "poisson", "regular")
 NEURON_KINDS = ("if", "lif", "srm")
 RESETS = ("subtract", "zero")
 READOUTS = ("count", "membrane")
+#: Most neurons in one population (or input values in one sample): bounds what engines allocate.
+MAX_NEURONS = 2**26
+#: Longest delay of a projection, in steps: engines keep a ring buffer of ``max delay + 1`` steps.
+MAX_DELAY = 2**16
+
+
+def _check_size(shape: tuple[int, ...], *, where: str) -> tuple[int, ...]:
+    if math.prod(shape) > MAX_NEURONS:
+        raise ModelError(f"{where}: shape {shape} holds {math.prod(shape)} neurons, more than "
+                         f"MAX_NEURONS = {MAX_NEURONS}.")
+    return shape
 
 
 def _check_choice(value: object, choices: tuple[str, ...], *, where: str, name: str) -> str:
@@ -98,7 +109,8 @@ class InputSpec(BitExact):
 
     def __post_init__(self) -> None:
         where = "InputSpec"
-        object.__setattr__(self, "shape", check_shape(self.shape, where=where, name="shape"))
+        shape = _check_size(check_shape(self.shape, where=where, name="shape"), where=where)
+        object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "encoding", _check_choice(self.encoding, ENCODINGS, where=where, name="encoding"))
         object.__setattr__(self, "max_rate", _check_real(self.max_rate, where=where, name="max_rate", low=0, low_open=True))
         object.__setattr__(self, "scale", _check_real(self.scale, where=where, name="scale"))
@@ -217,7 +229,7 @@ class Population(BitExact):
         if self.name == INPUT:
             raise ModelError(f"Population name {INPUT!r} is reserved for the model input; rename it.")
         where = f"Population {self.name!r}"
-        shape = check_shape(self.shape, where=where, name="shape")
+        shape = _check_size(check_shape(self.shape, where=where, name="shape"), where=where)
         object.__setattr__(self, "shape", shape)
         if not isinstance(self.neuron, NeuronSpec):
             raise ModelError(f"{where}: neuron must be a NeuronSpec, got {type(self.neuron).__name__}.")
@@ -269,8 +281,10 @@ class Projection(BitExact):
                 raise ModelError(f"{where}: {end} must be a population name, got {value!r}.")
         if not isinstance(self.op, (Dense, Conv2d, Sparse)):
             raise ModelError(f"{where}: op must be Dense, Conv2d or Sparse, got {type(self.op).__name__}.")
-        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, np.integer)) or self.delay < 0:
-            raise ModelError(f"{where}: delay must be an integer number of steps >= 0, got {self.delay!r}.")
+        if (isinstance(self.delay, bool) or not isinstance(self.delay, (int, np.integer))
+                or not 0 <= self.delay <= MAX_DELAY):
+            raise ModelError(f"{where}: delay must be an integer number of steps >= 0 and <= MAX_DELAY = "
+                             f"{MAX_DELAY}, got {self.delay!r}.")
         object.__setattr__(self, "delay", int(self.delay))
 
     def __repr__(self) -> str:

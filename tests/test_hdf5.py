@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -10,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import evsnn
-from evsnn import FormatError, UnsupportedVersionError
-from evsnn.io import hdf5
+from evsnn import FormatError, ModelError, UnsupportedVersionError
+from evsnn.io import hdf5, integrity
 from factories import make_everything, make_mlp, models
+from hostile import CRAFTED, craft, edit, restamp
 
 GOLDEN = Path(__file__).parent / "data" / "v0.1.0" / "everything.h5"
 
@@ -39,14 +42,16 @@ def test_round_trip_random_models(tmp_path, m):
 
 def test_golden_file_from_v0_1_0_still_reads():
     """Files written by past releases must stay readable: never regenerate this file."""
-    assert evsnn.load(GOLDEN) == make_everything()
+    with pytest.warns(hdf5.NoDigestWarning, match="format version 1 has no digest"):
+        assert evsnn.load(GOLDEN) == make_everything()
 
 
 def test_layout_is_readable_with_plain_h5py(tmp_path):
     m = make_everything()
     evsnn.save(m, tmp_path / "m.h5")
     with h5py.File(tmp_path / "m.h5", "r") as f:
-        assert f.attrs["format"] == "evsnn" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "evsnn" and f.attrs["format_version"] == 2
+        assert f.userblock_size == integrity.USERBLOCK_SIZE
         assert list(f["populations"].attrs["order"]) == ["conv1", "fc1", "out"]
         np.testing.assert_array_equal(f["projections/fc1/weight"][()], m.projections[1].op.weight)
         w = f["projections/skip/weight"]
@@ -66,7 +71,7 @@ def test_save_keeps_permissions_and_accepts_str_paths(tmp_path):
     evsnn.save(make_mlp(seed=1), target)
     assert os.stat(target).st_mode & 0o777 == 0o640
     assert evsnn.load(target) == make_mlp(seed=1)
-    with pytest.raises(TypeError, match="model must be a SpikingModel"):
+    with pytest.raises(ModelError, match="model must be a SpikingModel"):
         evsnn.save({"not": "a model"}, target)
 
 
@@ -98,11 +103,6 @@ def saved(tmp_path):
     return path
 
 
-def edit(path, fn):
-    with h5py.File(path, "r+") as f:
-        fn(f)
-
-
 def replace_dataset(f, name, data):
     attrs = dict(f[name].attrs)
     del f[name]
@@ -131,11 +131,11 @@ CASES = {
     "float16": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones((16, 48), np.float16)),
                 r"/projections/fc1/weight: dtype must be float32 or float64, got float16"),
     "wrong ndim": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones(16 * 48, np.float32)),
-                   r"/projections/fc1/weight: must have 2 dimension\(s\), got shape \(768,\)"),
+                   r"/projections/fc1/weight: must have shape \(16, 48\) \(declared by the model\), got \(768,\)"),
     "wrong shape": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones((16, 47), np.float32)),
-                    r"Projection 'fc1': dense input size must equal the size of 'conv1', 48, got 47"),
+                    r"/projections/fc1/weight: must have shape \(16, 48\) \(declared by the model\), got \(16, 47\)"),
     "wrong bias shape": (lambda f: replace_dataset(f, "populations/conv1/bias", np.ones((3, 4), np.float32)),
-                         r"/populations/conv1: Population 'conv1': bias must have shape \(3, 4, 4\)"),
+                         r"/populations/conv1/bias: must have shape \(3, 4, 4\) \(declared by the model\), got \(3, 4\)"),
     "nan weight": (lambda f: set_weight_value(f, "projections/fc1/weight", (0, 0), np.nan),
                    r"/projections/fc1: Dense: weight must be finite, got 1 NaN/inf"),
     "inf conv weight": (lambda f: set_weight_value(f, "projections/conv1/weight", (0, 0, 0, 0), np.inf),
@@ -149,7 +149,7 @@ CASES = {
         lambda f: set_weight_value(f, "projections/skip/weight/indices", 0, 98),
         r"/projections/skip/weight: Sparse: indices must lie in \[0, 98\), got range \[0, 98\]"),
     "csr lengths": (lambda f: replace_dataset(f, "projections/skip/weight/data", np.ones(3, np.float32)),
-                    r"/projections/skip/weight: Sparse: indptr\[-1\], len\(indices\) and len\(data\) must be equal"),
+                    r"/projections/skip/weight/indices: must have shape \(3,\) \(declared by the model\), got \(491,\)"),
     "unknown op": (lambda f: f["projections/fc1"].attrs.__setitem__("op", "lstm"),
                    r"/projections/fc1: attribute 'op' must be one of \['conv2d', 'dense', 'sparse'\], got 'lstm'"),
     "unknown neuron": (lambda f: f["populations/fc1"].attrs.__setitem__("neuron", "hodgkin_huxley"),
@@ -188,8 +188,8 @@ def test_malformed_file_gives_format_error_naming_the_path(saved, case):
 
 
 def test_newer_format_version_is_refused(saved):
-    edit(saved, lambda f: f.attrs.__setitem__("format_version", np.int64(2)))
-    with pytest.raises(UnsupportedVersionError, match=r"format_version 2 is not supported .* Upgrade evsnn"):
+    edit(saved, lambda f: f.attrs.__setitem__("format_version", np.int64(3)))
+    with pytest.raises(UnsupportedVersionError, match=r"format_version 3 is not supported .* Upgrade evsnn"):
         evsnn.load(saved)
 
 
@@ -202,7 +202,11 @@ def test_newer_element_encoding_is_refused_naming_the_key(saved):
 def test_truncated_file(saved):
     data = saved.read_bytes()
     saved.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FormatError, match=r"model.h5: .*unreadable or truncated|corrupt|could not be read"):
+    with pytest.raises(FormatError, match=r"model.h5: checksum mismatch: the file is \d+ bytes but was saved with "
+                                          r"\d+ \(truncated\)"):
+        evsnn.load(saved)
+    saved.write_bytes(data[:100])
+    with pytest.raises(FormatError, match=r"model.h5: checksum mismatch: the file is truncated to 100 bytes"):
         evsnn.load(saved)
 
 
@@ -219,15 +223,150 @@ def test_not_hdf5(tmp_path):
         evsnn.load(tmp_path / "absent.h5")
 
 
-def test_checksum_catches_flipped_bytes(saved):
+def test_fletcher32_catches_flipped_chunk_bytes_behind_a_valid_digest(saved):
     with h5py.File(saved, "r") as f:
         info = f["projections/fc1/weight"].id.get_chunk_info(0)
     raw = bytearray(saved.read_bytes())
     for i in range(info.byte_offset + 8, info.byte_offset + 24):
         raw[i] ^= 0xFF
     saved.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=r"model.h5: checksum mismatch: the file is damaged"):
+        evsnn.load(saved)
+    restamp(saved)  # a valid digest over damaged data: HDF5's own chunk checksum still catches it
     with pytest.raises(FormatError, match=r"/projections/fc1/weight: data is corrupt"):
         evsnn.load(saved)
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+def test_digest_catches_any_single_byte_change(saved, where):
+    data = saved.read_bytes()
+    offsets = range(0, 512, 7) if where == "header" else range(512, len(data), max(1, len(data) // 40))
+    assert len(offsets) > 30  # liveness: many positions are tried
+    for at in offsets:
+        changed = bytearray(data)
+        changed[at] ^= 0x10
+        saved.write_bytes(bytes(changed))
+        with pytest.raises(FormatError, match=r"model.h5: checksum mismatch"):
+            evsnn.load(saved)
+
+
+def test_appended_bytes_are_refused(saved):
+    saved.write_bytes(saved.read_bytes() + b"\x00")
+    with pytest.raises(FormatError, match=r"checksum mismatch: .*\(bytes appended"):
+        evsnn.load(saved)
+
+
+def test_version_2_file_cannot_pass_as_version_1(tmp_path):
+    """Without its header (user block stripped or never written) a version-2 file is refused, not loaded unchecked."""
+    path = tmp_path / "bare.h5"
+    with h5py.File(path, "w", track_order=True) as f:
+        hdf5._write_model(f, make_mlp())
+    with pytest.raises(FormatError, match=r"bare.h5:/: format_version 2 disagrees with the file's missing digest"):
+        evsnn.load(path)
+    with h5py.File(path, "r+") as f:  # a genuine version-1 layout still loads, with its warning
+        f.attrs["format_version"] = np.int64(1)
+    with pytest.warns(hdf5.NoDigestWarning):
+        assert evsnn.load(path) == make_mlp()
+
+
+def test_version_1_inside_a_digest_header_is_refused(saved):
+    edit(saved, lambda f: f.attrs.__setitem__("format_version", np.int64(1)))
+    with pytest.raises(FormatError, match=r"model.h5:/: format_version 1 disagrees with the file's digest header"):
+        evsnn.load(saved)
+
+
+# --- crafted hostile files ---------------------------------------------------------------------
+@pytest.mark.parametrize("case", CRAFTED, ids=list(CRAFTED))
+def test_crafted_file_is_refused_by_its_structural_check(saved, tmp_path, case):
+    """Re-stamped with a valid digest, so the structural check itself is what refuses the file."""
+    path = craft(saved, tmp_path / "crafted.h5", case)
+    with pytest.raises(FormatError) as err:
+        evsnn.load(path)
+    message = str(err.value)
+    assert CRAFTED[case][1] in message and "\n" not in message and message.startswith(str(path))
+
+
+@pytest.mark.parametrize("case", CRAFTED, ids=list(CRAFTED))
+def test_crafted_file_without_a_new_digest_is_refused_by_the_digest(saved, tmp_path, case):
+    path = craft(saved, tmp_path / "crafted.h5", case, stamp=False)
+    if path.read_bytes() == saved.read_bytes():
+        pytest.skip("h5py rewrote the file byte for byte")
+    with pytest.raises(FormatError, match=r"crafted.h5: checksum mismatch"):
+        evsnn.load(path)
+
+
+def test_crafted_external_link_never_reads_the_linked_file(saved, tmp_path):
+    secret = tmp_path / "secret.h5"
+    with h5py.File(secret, "w") as f:
+        f["data"] = np.full((16, 48), 7.0, np.float32)
+    path = craft(saved, tmp_path / "m.h5", "virtual dataset")
+    os.chmod(secret, 0)  # any attempt to open it would fail differently
+    with pytest.raises(FormatError, match="virtual dataset refused"):
+        evsnn.load(path)
+
+
+def test_non_regular_paths_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.h5"
+    os.mkfifo(fifo)
+    code = "import evsnn, sys\ntry:\n    evsnn.load(sys.argv[1])\nexcept evsnn.FormatError as e:\n    print(e)"
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert done.stdout.strip() == f"{fifo}: model file must be a regular file, got a FIFO."
+    with pytest.raises(FormatError, match=r": model file must be a regular file, got a directory\."):
+        evsnn.load(tmp_path)
+
+
+# --- save refuses what load refuses -----------------------------------------------------------
+@pytest.mark.parametrize("provenance, match", [
+    ({"h": np.ones(3, np.float16)}, r"/provenance/h: arrays must be bool, integer, float32 or float64, got float16"),
+    ({"z": np.array(1.5)}, r"/provenance/z: arrays must have at least one dimension, got a 0-d array"),
+    ({"l": [np.ones(2)]}, r"/provenance/l: value must be JSON-encodable, got a list holding an array"),
+    ({"a\x00b": 1}, r"/provenance: provenance key 'a\\x00b' must not contain '/' or NUL"),
+    ({"d": {"big": np.zeros(hdf5.MAX_PROVENANCE_BYTES // 8 + 1)}},
+     r"/provenance/d/big: provenance exceeds 16777216 bytes \(MAX_PROVENANCE_BYTES\)"),
+])
+def test_save_refuses_provenance_that_load_would_refuse(tmp_path, provenance, match):
+    target = tmp_path / "m.h5"
+    with pytest.raises(FormatError, match=f"^{target}:" + match):
+        evsnn.save(make_mlp().replace(provenance=provenance), target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_round_trips_json_edge_values(tmp_path):
+    prov = {"nested": [{"a": 1}, [1, 2.5, None]], "text": "nul\x00 and \udcff", "big": 2**70, "b": np.array([True])}
+    m = make_mlp().replace(provenance=prov)
+    evsnn.save(m, tmp_path / "m.h5")
+    assert evsnn.load(tmp_path / "m.h5") == m
+
+
+def test_save_through_a_symlink_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "m.h5"
+    evsnn.save(make_mlp(), real)
+    link = tmp_path / "link.h5"
+    link.symlink_to(real)
+    evsnn.save(make_mlp(seed=1), link)
+    assert link.is_symlink() and evsnn.load(real) == make_mlp(seed=1)
+
+
+def test_save_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    def full(tmp):
+        raise OSError(28, f"No space left on device: '{tmp}'")
+
+    monkeypatch.setattr(integrity, "stamp", full)
+    target = tmp_path / "m.h5"
+    with pytest.raises(FormatError, match=f"^{target}: cannot save: .*No space left on device: '{target}'") as err:
+        evsnn.save(make_mlp(), target)
+    assert ".tmp" not in str(err.value) and os.listdir(tmp_path) == []
+
+
+def test_save_with_a_long_name_and_a_missing_directory(tmp_path):
+    long = tmp_path / ("m" * 250 + ".h5")
+    evsnn.save(make_mlp(), long)
+    assert evsnn.load(long) == make_mlp()
+    missing = tmp_path / "nowhere" / "m.h5"
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: cannot save, directory {missing.parent} does not exist"):
+        evsnn.save(make_mlp(), missing)
 
 
 def test_golden_file_is_committed_unchanged():

@@ -2,7 +2,8 @@
 
 The layout is specified in ``docs/hdf5-format.md``. In short::
 
-    /                      format="evsnn", format_version=1, dt, readout, output
+    bytes 0-511            user block: magic, length, SHA-256 of the rest (evsnn.io.integrity)
+    /                      format="evsnn", format_version=2, dt, readout, output
     /input                 shape, encoding, max_rate, scale
     /populations           order = population names, in topological order
     /populations/<name>    shape, neuron kind, reset, ...; threshold; bias
@@ -20,16 +21,23 @@ shuffle filter and Fletcher-32 checksums.
 Saving is atomic: the file is written beside the target and moved over it
 with :func:`os.replace`, so a failure never leaves a half-written model under
 the target name and never touches an existing file. Loading treats the file
-as untrusted: every missing or mistyped field raises
-:class:`~evsnn.errors.FormatError` naming the path inside the file.
+as hostile: the digest is checked before libhdf5 parses anything, the bytes
+checked are the bytes parsed (the file is read once, into memory), every link,
+storage layout, filter, member and attribute is checked against the format
+before any data is read, and every dataset's shape against the sizes the
+model declares. Every failure raises :class:`~evsnn.errors.FormatError`
+naming the path inside the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,17 +46,35 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..errors import FormatError, ModelError, UnsupportedVersionError
-from ..model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
+from ..errors import EvsnnWarning, FormatError, ModelError, UnsupportedVersionError
+from ..model import INPUT, InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import OPERATORS, Conv2d, Dense, Sparse
+from . import integrity
 
-__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION", "IOSpec"]
+__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION", "IOSpec", "NoDigestWarning",
+           "MAX_PROVENANCE_BYTES", "MAX_PROVENANCE_DEPTH", "MAX_NODES", "MAX_COMPRESSION_RATIO"]
 
 FORMAT = "evsnn"
 #: Integer version of the whole file layout; a file with a larger one is refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: Total bytes of provenance (array data plus JSON text) a file may hold.
+MAX_PROVENANCE_BYTES = 16 * 2**20
+#: Deepest nesting of provenance mappings.
+MAX_PROVENANCE_DEPTH = 16
+#: Most groups plus datasets a file may hold.
+MAX_NODES = 100_000
+#: Largest declared-size / stored-size ratio of a compressed dataset. Deflate cannot expand
+#: data more than 1032-fold, so a dataset declaring more is a compression bomb or damaged.
+MAX_COMPRESSION_RATIO = 1100
 
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
+#: HDF5 filter ids that save writes and load accepts (H5Z_FILTER_DEFLATE, _SHUFFLE, _FLETCHER32).
+_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
+
+
+class NoDigestWarning(EvsnnWarning):
+    """A version-1 model file was loaded: it has no digest, so damage cannot be detected."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,67 @@ ARRAY = IOSpec("array", "1.0.0")
 CSR = IOSpec("csr_matrix", "0.1.0")  # anndata's sparse layout, readable by anndata.io.read_elem
 DICT = IOSpec("dict", "1.0.0")
 
+_ENC = ("encoding-type", "encoding-version")
+#: Attributes each element may carry (beyond these nothing is allowed; provenance dicts hold any keys).
+_ROOT_ATTRS = {*_ENC, "format", "format_version", "evsnn-version", "dt", "readout", "output"}
+_INPUT_ATTRS = {*_ENC, "shape", "encoding", "max_rate", "scale"}
+_ORDERED_ATTRS = {*_ENC, "order"}
+_POPULATION_ATTRS = {*_ENC, "shape", "neuron", "reset", "v_reset", "beta", "v_init_fraction", "threshold",
+                     "tau_syn", "tau_refr"}
+_PROJECTION_ATTRS = {*_ENC, "source", "target", "op", "delay", "input_shape", "stride", "padding"}
+_CSR_ATTRS = {*_ENC, "shape"}
+
+
+# ======================================================================================
+# Provenance rules, shared by save and load
+# ======================================================================================
+def _key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a provenance key in a file, or None."""
+    if not isinstance(key, str) or not key:
+        return "must be a non-empty string"
+    if "/" in key or "\x00" in key:
+        return "must not contain '/' or NUL"
+    if key.startswith((".", "encoding-")):
+        return "must not start with '.' or the reserved prefix 'encoding-'"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
+def _array_dtype_problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+    """Why an array of ``dtype`` and ``shape`` cannot be a provenance array in a file, or None."""
+    ok = dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize in (4, 8))
+    if not ok:
+        return f"arrays must be bool, integer, float32 or float64, got {dtype}"
+    if len(shape) == 0:
+        return "arrays must have at least one dimension, got a 0-d array (use a number or a 1-element array)"
+    return None
+
+
+class _Budget:
+    """Bytes of provenance still allowed (:data:`MAX_PROVENANCE_BYTES`)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_PROVENANCE_BYTES
+
+    def spend(self, nbytes: int) -> bool:
+        self.left -= nbytes
+        return self.left >= 0
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, np.ndarray):
+        raise TypeError("a list holding an array (store each array under its own key)")
+    raise TypeError(f"a {type(value).__name__}")
+
 
 # ======================================================================================
 # Writing
@@ -80,7 +167,18 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
     model : SpikingModel
     path : str or path-like
         Target file; an existing file is replaced only once the new one is
-        complete, and left untouched if writing fails.
+        complete, and left untouched if writing fails. A symbolic link is
+        followed: the file it points to is replaced.
+
+    Raises
+    ------
+    ModelError
+        ``model`` is not a :class:`~evsnn.SpikingModel`.
+    FormatError
+        The model holds provenance that :func:`load` would refuse (the message
+        names the path inside the file), or the file cannot be written.
+    FileNotFoundError
+        The target's directory does not exist.
 
     Examples
     --------
@@ -93,22 +191,63 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
     True
     """
     if not isinstance(model, SpikingModel):
-        raise TypeError(f"save: model must be a SpikingModel, got {type(model).__name__}.")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        raise ModelError(f"save: model must be a SpikingModel, got {type(model).__name__}.")
+    shown = os.fspath(path)
+    _check_provenance(shown, model.provenance, "/provenance", _Budget())
+    target = os.path.realpath(shown)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{shown}: cannot save, directory {directory} does not exist.")
+    if os.path.isdir(target):
+        raise FormatError(f"{shown}: cannot save, it is a directory.")
+    # the temporary name stays well under NAME_MAX (255 bytes) whatever the target's length
+    prefix = "." + os.path.basename(target).encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore") + "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise FormatError(f"{shown}: cannot save: {err.strerror or err} (directory {directory}).") from err
     os.close(fd)
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(tmp, "w", track_order=True, userblock_size=integrity.USERBLOCK_SIZE) as f:
             _write_model(f, model)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
+        integrity.stamp(tmp)
+        os.chmod(tmp, _file_mode(target))
+        os.replace(tmp, target)
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, FormatError):
+            detail = str(err).replace(tmp, shown)
+            raise FormatError(f"{shown}: cannot save: {detail}") from err
         raise
+
+
+def _check_provenance(path: str, d: Mapping[str, Any], where: str, budget: _Budget, depth: int = 1) -> None:
+    """Refuse provenance that the file cannot hold or :func:`load` would refuse, naming its path."""
+    if depth > MAX_PROVENANCE_DEPTH:
+        raise FormatError(f"{path}:{where}: provenance nests deeper than {MAX_PROVENANCE_DEPTH} mappings "
+                          "(MAX_PROVENANCE_DEPTH).")
+    for key, value in d.items():
+        problem = _key_problem(key)
+        if problem:
+            raise FormatError(f"{path}:{where}: provenance key {key!r} {problem}.")
+        at = f"{where}/{key}"
+        if isinstance(value, Mapping):
+            _check_provenance(path, value, at, budget, depth + 1)
+            continue
+        if isinstance(value, np.ndarray):
+            problem = _array_dtype_problem(value.dtype, value.shape)
+            nbytes = value.nbytes
+        else:
+            try:
+                nbytes, problem = len(_json_text(value)), None
+            except (TypeError, ValueError) as err:
+                nbytes, problem = 0, f"value must be JSON-encodable, got {err}"
+        if problem:
+            raise FormatError(f"{path}:{at}: {problem}.")
+        if not budget.spend(nbytes):
+            raise FormatError(f"{path}:{at}: provenance exceeds {MAX_PROVENANCE_BYTES} bytes "
+                              "(MAX_PROVENANCE_BYTES); keep large arrays in a separate file.")
 
 
 def _file_mode(path: str) -> int:
@@ -218,7 +357,7 @@ def _write_dict(g: h5py.Group, d: Mapping[str, Any]) -> None:
         elif isinstance(value, np.ndarray):
             _write_array(g, key, value)
         else:
-            g.attrs[key] = json.dumps(value, allow_nan=True)
+            g.attrs[key] = _json_text(value)
 
 
 # ======================================================================================
@@ -232,30 +371,126 @@ def load(path: str | os.PathLike) -> SpikingModel:
     FileNotFoundError
         ``path`` does not exist.
     FormatError
-        The file is not HDF5, is truncated or corrupt, or is not a valid evsnn
-        model; the message names the path inside the file.
+        The path is not a regular file; the file is damaged (``checksum
+        mismatch``), not HDF5, or not a valid evsnn model; or it reaches
+        outside itself (links, external storage, virtual datasets) or declares
+        more data than it holds. The message names the path inside the file.
     UnsupportedVersionError
         The file (or one element of it) was written by a newer evsnn.
+
+    Warns
+    -----
+    NoDigestWarning
+        The file is in format version 1, which has no digest.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file.")
+    data, layout = integrity.read_verified(path)
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
+        f = h5py.File(io.BytesIO(data), "r")
+    except Exception as err:  # noqa: BLE001 - whatever libhdf5 says about a non-HDF5 file
         raise FormatError(
             f"{path}: file must be an HDF5 file written by evsnn.save(), got an unreadable or "
-            f"truncated file ({err})."
+            f"truncated file ({_one_line(err)})."
         ) from err
+    r = _Reader(path)
     with f:
         try:
-            return _read_model(_Reader(path), f)
+            _check_structure(r, f)
+            model = _read_model(r, f, layout)
         except FormatError:
             raise
         except Exception as err:  # h5py/numpy surprises in a hostile file: never a raw KeyError
-            raise FormatError(f"{path}: could not be read as an evsnn model: {type(err).__name__}: {err}") from err
+            raise FormatError(f"{path}: could not be read as an evsnn model: {type(err).__name__}: "
+                              f"{_one_line(err)}") from err
+    if layout == 1:
+        warnings.warn(f"{path}: format version 1 has no digest, so damage to the file cannot be detected; "
+                      "save it again to upgrade it to version 2.", NoDigestWarning, stacklevel=2)
+    return model
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+# --------------------------------------------------------------------------------------
+# Structure: links, storage and filters of every node, before any data is read
+# --------------------------------------------------------------------------------------
+def _check_structure(r: _Reader, root: h5py.Group) -> None:
+    """Refuse anything that reaches outside the file or that the format does not use."""
+    count = 0
+    stack: list[tuple[h5py.Group, int]] = [(root, 0)]
+    while stack:
+        group, depth = stack.pop()
+        if depth > MAX_PROVENANCE_DEPTH + 3:
+            raise r.error(group, f"groups nest deeper than the format allows ({MAX_PROVENANCE_DEPTH + 3}).")
+        r.check_attr_names(group)
+        for name in group:
+            count += 1
+            if count > MAX_NODES:
+                raise r.error(root, f"file holds more than {MAX_NODES} groups and datasets (MAX_NODES).")
+            where = _join(group, name)
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise r.error(where, f"external link to {link.filename!r}:{link.path!r} refused: a model file "
+                                     "must not reach into other files.")
+            if isinstance(link, h5py.SoftLink):
+                raise r.error(where, f"soft link to {link.path!r} refused: the format uses no links.")
+            if not isinstance(link, h5py.HardLink):
+                raise r.error(where, f"link of type {type(link).__name__} refused: the format uses no links.")
+            node = group[name]
+            if isinstance(node, h5py.Group):
+                stack.append((node, depth + 1))
+            elif isinstance(node, h5py.Dataset):
+                r.check_attr_names(node)
+                _check_storage(r, node)
+            else:
+                raise r.error(where, f"object of type {type(node).__name__} refused: the format holds only "
+                                     "groups and datasets.")
+
+
+def _check_storage(r: _Reader, ds: h5py.Dataset) -> None:
+    """Contiguous, compact or chunked storage inside this file, filters that save uses, all data present."""
+    dcpl = ds.id.get_create_plist()
+    layout = dcpl.get_layout()
+    if layout == h5py.h5d.VIRTUAL or ds.is_virtual:
+        raise r.error(ds, "virtual dataset refused: its data would be read from other files.")
+    if dcpl.get_external_count():
+        names = [dcpl.get_external(i)[0] for i in range(dcpl.get_external_count())]
+        raise r.error(ds, f"external raw storage in {names!r} refused: a model file must not read other files.")
+    filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+    unknown = [f for f in filters if f not in _FILTERS]
+    if unknown:
+        raise r.error(ds, f"HDF5 filter(s) {unknown} refused: only {sorted(_FILTERS.values())} are allowed.")
+    if len(set(filters)) != len(filters):
+        raise r.error(ds, f"filter list {filters} repeats a filter.")
+    if ds.shape is None:
+        raise r.error(ds, "dataset with a null dataspace refused.")
+    if ds.dtype.kind not in "biuf" or ds.dtype.itemsize > 8:
+        raise r.error(ds, f"dtype {ds.dtype} refused: arrays are numeric.")
+    declared = math.prod(ds.shape) * ds.dtype.itemsize
+    stored = ds.id.get_storage_size()
+    if layout == h5py.h5d.CHUNKED:
+        chunks = dcpl.get_chunk()
+        expected = math.prod(-(-n // c) for n, c in zip(ds.shape, chunks))
+        if ds.id.get_num_chunks() != expected:
+            raise r.error(ds, f"declares shape {ds.shape} but stores {ds.id.get_num_chunks()} of its {expected} "
+                              "chunks: data missing (truncated or crafted file).")
+        if declared > MAX_COMPRESSION_RATIO * stored + 2**16:
+            raise r.error(ds, f"declares {declared} bytes in {stored} stored bytes, more than gzip can expand "
+                              "(compression bomb or damaged file).")
+    elif layout == h5py.h5d.CONTIGUOUS:
+        if declared and stored != declared:
+            raise r.error(ds, f"declares {declared} bytes but stores {stored}: data missing (truncated or "
+                              "crafted file).")
+        if filters:
+            raise r.error(ds, "filters on a contiguous dataset refused.")
+    elif layout != h5py.h5d.COMPACT:
+        raise r.error(ds, f"storage layout {layout} refused.")
+
+
+# --------------------------------------------------------------------------------------
+# Typed access
+# --------------------------------------------------------------------------------------
 class _Reader:
     """Typed access to a file's nodes; every failure names the file and the node path."""
 
@@ -264,7 +499,7 @@ class _Reader:
 
     def error(self, node: h5py.HLObject | str, message: str, cls: type = FormatError) -> FormatError:
         where = node if isinstance(node, str) else node.name
-        return cls(f"{self.path}:{where}: {message}")
+        return cls(f"{self.path}:{where}: {_one_line(message)}")
 
     @contextlib.contextmanager
     def building(self, node: h5py.HLObject) -> Iterator[None]:
@@ -275,6 +510,26 @@ class _Reader:
             raise self.error(node, str(err)) from err
 
     # -- nodes ------------------------------------------------------------------------
+    def check_attr_names(self, node: h5py.HLObject, allowed: set[str] | None = None) -> None:
+        """Attribute names: each once; only ``allowed`` ones when given."""
+        names = list(node.attrs)
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise self.error(node, f"attribute(s) {dup} appear more than once.")
+        if allowed is not None:
+            extra = sorted(set(names) - allowed)
+            if extra:
+                raise self.error(node, f"unknown attribute(s) {extra}: the format does not define them.")
+
+    def members(self, group: h5py.Group, allowed: Mapping[str, type]) -> None:
+        """The group holds only ``allowed`` members, each of its kind (Group or Dataset)."""
+        for name in group:
+            kind = allowed.get(name)
+            if kind is None:
+                raise self.error(_join(group, name), "unknown member: the format does not define it.")
+            if not isinstance(group[name], kind):
+                raise self.error(_join(group, name), f"must be a {kind.__name__}.")
+
     def group(self, parent: h5py.Group, name: str) -> h5py.Group:
         node = parent.get(name)
         if not isinstance(node, h5py.Group):
@@ -295,26 +550,42 @@ class _Reader:
                 UnsupportedVersionError,
             )
 
-    def array(self, parent: h5py.Group, name: str, *, kind: str, ndim: int | None = None) -> np.ndarray:
-        """A dataset as a native-endian array of ``kind`` ``"float"`` (float32/64), ``"int"`` or ``"numeric"``."""
+    def dataset(self, parent: h5py.Group, name: str) -> h5py.Dataset:
         node = parent.get(name)
-        where = _join(parent, name)
         if not isinstance(node, h5py.Dataset):
             what = "is missing" if node is None else f"is a {type(node).__name__}"
-            raise self.error(where, f"dataset must exist, but it {what}.")
+            raise self.error(_join(parent, name), f"dataset must exist, but it {what}.")
         self.check_spec(node, ARRAY)
+        self.check_attr_names(node, set(_ENC))
+        return node
+
+    def array(self, parent: h5py.Group, name: str, *, kind: str, shape: tuple[int, ...] | None = None,
+              ndim: int | None = None) -> np.ndarray:
+        """A dataset as a native-endian array of ``kind`` ``"float"`` (float32/64), ``"int"`` or ``"numeric"``.
+
+        ``shape`` (or at least ``ndim``) is checked before any data is read.
+        """
+        node = self.dataset(parent, name)
+        self.check_dtype(node, kind)
+        if shape is not None and node.shape != tuple(shape):
+            raise self.error(node, f"must have shape {tuple(shape)} (declared by the model), got {node.shape}.")
+        if ndim is not None and node.ndim != ndim:
+            raise self.error(node, f"must have {ndim} dimension(s), got shape {node.shape}.")
+        return self.read(node)
+
+    def check_dtype(self, node: h5py.Dataset, kind: str) -> None:
         dt = node.dtype
         float_ok = dt.kind == "f" and dt.itemsize in (4, 8)
         ok = {"float": float_ok, "int": dt.kind in "iu", "numeric": float_ok or dt.kind in "biu"}[kind]
         if not ok:
             need = {"float": "float32 or float64", "int": "an integer type", "numeric": "numeric"}[kind]
-            raise self.error(where, f"dtype must be {need}, got {dt}.")
-        if ndim is not None and node.ndim != ndim:
-            raise self.error(where, f"must have {ndim} dimension(s), got shape {node.shape}.")
+            raise self.error(node, f"dtype must be {need}, got {dt}.")
+
+    def read(self, node: h5py.Dataset) -> np.ndarray:
         try:
             data = node[()]
         except OSError as err:
-            raise self.error(where, f"data is corrupt (checksum mismatch or truncated file): {err}") from err
+            raise self.error(node, f"data is corrupt (checksum mismatch or truncated file): {err}") from err
         data = np.asarray(data)
         return data.astype(data.dtype.newbyteorder("="), copy=False)
 
@@ -322,6 +593,15 @@ class _Reader:
         """An attribute checked to be ``str``, ``int``, ``float``, ``"shape"`` (int tuple) or ``"json"``."""
         if name not in node.attrs:
             raise self.error(node, f"attribute {name!r} is missing.")
+        aid = node.attrs.get_id(name)
+        dims = aid.shape
+        if kind == "shape":
+            small = dims is not None and len(dims) == 1 and dims[0] <= 8
+        else:
+            small = dims is not None and len(dims) == 0
+        if not small or aid.dtype.itemsize > 2**20:
+            need = "a 1-D integer array of at most 8 values" if kind == "shape" else "a scalar"
+            raise self.error(node, f"attribute {name!r} must be {need}, got dataspace {dims} of {aid.dtype}.")
         try:
             value = node.attrs[name]
         except (OSError, TypeError, ValueError) as err:
@@ -350,25 +630,29 @@ class _Reader:
         if kind == "json":
             try:
                 return json.loads(value)
-            except ValueError as err:
-                raise self.error(node, f"attribute {name!r} must be JSON text, got {value!r}.") from err
+            except (ValueError, RecursionError) as err:
+                raise self.error(node, f"attribute {name!r} must be JSON text, got {value[:80]!r}.") from err
         return value
 
     def order(self, group: h5py.Group) -> list[str]:
         """The ``order`` attribute, checked against the group's members."""
         self.check_spec(group, ORDERED)
+        self.check_attr_names(group, _ORDERED_ATTRS)
         if "order" not in group.attrs:
             raise self.error(group, "attribute 'order' is missing.")
+        dims = group.attrs.get_id("order").shape
+        if dims is None or len(dims) != 1 or dims[0] > MAX_NODES:
+            raise self.error(group, f"attribute 'order' must be a 1-D array of names, got dataspace {dims}.")
         raw = np.asarray(group.attrs["order"])
         if raw.ndim != 1 or raw.dtype.kind not in "OSU":
             raise self.error(group, f"attribute 'order' must be a 1-D array of names, got {raw!r}.")
-        names = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        names = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in raw]
         members = set(group.keys())
         if len(set(names)) != len(names) or set(names) != members:
             raise self.error(
                 group,
-                f"attribute 'order' must list each member once, got order {names} for members "
-                f"{sorted(members)}.",
+                f"attribute 'order' must list each member once, got order {names[:20]} for members "
+                f"{sorted(members)[:20]}.",
             )
         return names
 
@@ -377,7 +661,7 @@ def _join(parent: h5py.Group, name: str) -> str:
     return f"{parent.name.rstrip('/')}/{name}"
 
 
-def _read_model(r: _Reader, f: h5py.File) -> SpikingModel:
+def _read_model(r: _Reader, f: h5py.File, layout: int) -> SpikingModel:
     if "format" not in f.attrs:
         raise r.error(f, "attribute 'format' is missing: this HDF5 file is not an evsnn model.")
     fmt = r.attr(f, "format", str)
@@ -391,10 +675,19 @@ def _read_model(r: _Reader, f: h5py.File) -> SpikingModel:
             f"{FORMAT_VERSION}). Upgrade evsnn to read files written by newer versions.",
             UnsupportedVersionError,
         )
+    if version != layout:
+        raise r.error(f, f"format_version {version} disagrees with the file's "
+                         f"{'digest header' if layout == 2 else 'missing digest header'}: version-2 files carry "
+                         "a digest, version-1 files none. The file was altered after it was saved.")
     r.check_spec(f, MODEL)
+    r.check_attr_names(f, _ROOT_ATTRS)
+    r.members(f, {"input": h5py.Group, "populations": h5py.Group, "projections": h5py.Group,
+                  "provenance": h5py.Group})
 
     g = r.group(f, "input")
     r.check_spec(g, INPUT_SPEC)
+    r.check_attr_names(g, _INPUT_ATTRS)
+    r.members(g, {})
     with r.building(g):
         inp = InputSpec(
             shape=r.attr(g, "shape", "shape"),
@@ -405,10 +698,10 @@ def _read_model(r: _Reader, f: h5py.File) -> SpikingModel:
 
     pops_g = r.group(f, "populations")
     populations = [_read_population(r, r.group(pops_g, name)) for name in r.order(pops_g)]
-    known = {"input", *(p.name for p in populations)}
+    shapes = {INPUT: inp.shape, **{p.name: p.shape for p in populations}}
     projs_g = r.group(f, "projections")
-    projections = [_read_projection(r, r.group(projs_g, name), known) for name in r.order(projs_g)]
-    provenance = _read_dict(r, r.group(f, "provenance"))
+    projections = [_read_projection(r, r.group(projs_g, name), shapes) for name in r.order(projs_g)]
+    provenance = _read_dict(r, r.group(f, "provenance"), _Budget(), 1)
 
     with r.building(f):
         return SpikingModel(
@@ -424,12 +717,23 @@ def _read_model(r: _Reader, f: h5py.File) -> SpikingModel:
 
 def _read_population(r: _Reader, g: h5py.Group) -> Population:
     r.check_spec(g, POPULATION)
+    r.check_attr_names(g, _POPULATION_ATTRS)
+    r.members(g, {"threshold": h5py.Dataset, "bias": h5py.Dataset})
+    name = g.name.rsplit("/", 1)[-1]
+    with r.building(g):  # name and declared shape (and its size bound) first, before any array is read
+        shape = Population(name=name, shape=r.attr(g, "shape", "shape")).shape
     kind = r.attr(g, "neuron", str)
+    if "threshold" in g.attrs and "threshold" in g:
+        raise r.error(g, "threshold is both an attribute and a dataset; it must be one of them.")
     if "threshold" in g.attrs:
         threshold: float | np.ndarray = r.attr(g, "threshold", float)
     else:
-        threshold = r.array(g, "threshold", kind="float")
-    srm = {name: r.attr(g, name, float) for name in ("tau_syn", "tau_refr") if kind == "srm"}
+        threshold = r.array(g, "threshold", kind="float", shape=shape)
+    if kind != "srm":
+        extra = [n for n in ("tau_syn", "tau_refr") if n in g.attrs]
+        if extra:
+            raise r.error(g, f"attribute(s) {extra} apply only to neuron 'srm', got neuron {kind!r}.")
+    srm = {n: r.attr(g, n, float) for n in ("tau_syn", "tau_refr") if kind == "srm"}
     with r.building(g):
         neuron = NeuronSpec(
             kind=kind,
@@ -440,37 +744,61 @@ def _read_population(r: _Reader, g: h5py.Group) -> Population:
             v_init_fraction=r.attr(g, "v_init_fraction", float),
             **srm,
         )
-        bias = r.array(g, "bias", kind="float") if "bias" in g else None
-        return Population(name=g.name.rsplit("/", 1)[-1], shape=r.attr(g, "shape", "shape"), neuron=neuron,
-                          bias=bias)
+        bias = r.array(g, "bias", kind="float", shape=shape) if "bias" in g else None
+        return Population(name=name, shape=shape, neuron=neuron, bias=bias)
 
 
-def _read_dense(r: _Reader, g: h5py.Group) -> Dense:
-    return Dense(r.array(g, "weight", kind="float", ndim=2))
+def _size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
 
 
-def _read_conv2d(r: _Reader, g: h5py.Group) -> Conv2d:
-    return Conv2d(
-        weight=r.array(g, "weight", kind="float", ndim=4),
-        input_shape=r.attr(g, "input_shape", "shape"),
-        stride=r.attr(g, "stride", "shape"),
-        padding=r.attr(g, "padding", "shape"),
-    )
+def _read_dense(r: _Reader, g: h5py.Group, src: tuple[int, ...], dst: tuple[int, ...]) -> Dense:
+    r.check_attr_names(g, _PROJECTION_ATTRS - {"input_shape", "stride", "padding"})
+    return Dense(r.array(g, "weight", kind="float", shape=(_size(dst), _size(src))))
 
 
-def _read_sparse(r: _Reader, g: h5py.Group) -> Sparse:
+def _read_conv2d(r: _Reader, g: h5py.Group, src: tuple[int, ...], dst: tuple[int, ...]) -> Conv2d:
+    input_shape = r.attr(g, "input_shape", "shape")
+    stride = r.attr(g, "stride", "shape")
+    padding = r.attr(g, "padding", "shape")
+    if input_shape != src or len(dst) != 3 or len(stride) != 2 or len(padding) != 2:
+        raise r.error(g, f"conv2d needs input_shape equal to the source's shape {src}, a (C, H, W) target "
+                         f"(got {dst}), and 2 strides and paddings (got {stride}, {padding}).")
+    node = r.dataset(g, "weight")
+    r.check_dtype(node, "float")
+    if node.ndim != 4:
+        raise r.error(node, f"must have 4 dimension(s), got shape {node.shape}.")
+    c_out, c_in, kh, kw = node.shape
+    reach = (src[1] + 2 * padding[0], src[2] + 2 * padding[1])
+    if c_out != dst[0] or c_in != src[0] or not (1 <= kh <= reach[0] and 1 <= kw <= reach[1]):
+        raise r.error(node, f"must have shape ({dst[0]}, {src[0]}, kh, kw) with kh <= {reach[0]} and "
+                            f"kw <= {reach[1]} (declared by the model), got {node.shape}.")
+    return Conv2d(weight=r.read(node), input_shape=input_shape, stride=stride, padding=padding)
+
+
+def _read_sparse(r: _Reader, g: h5py.Group, src: tuple[int, ...], dst: tuple[int, ...]) -> Sparse:
+    r.check_attr_names(g, _PROJECTION_ATTRS - {"input_shape", "stride", "padding"})
     w = r.group(g, "weight")
     r.check_spec(w, CSR)
+    r.check_attr_names(w, _CSR_ATTRS)
+    r.members(w, {"data": h5py.Dataset, "indices": h5py.Dataset, "indptr": h5py.Dataset})
+    shape = r.attr(w, "shape", "shape")
+    n_out, n_in = _size(dst), _size(src)
+    if shape != (n_out, n_in):
+        raise r.error(w, f"attribute 'shape' must be {(n_out, n_in)} (target and source sizes), got {shape}.")
+    nnz = r.dataset(w, "data").shape
+    if len(nnz) != 1 or nnz[0] > n_out * n_in:
+        raise r.error(_join(w, "data"), f"must be 1-D with at most {n_out * n_in} entries, got shape {nnz}.")
     with r.building(w):
         return Sparse(
-            data=r.array(w, "data", kind="float", ndim=1),
-            indices=r.array(w, "indices", kind="int", ndim=1),
-            indptr=r.array(w, "indptr", kind="int", ndim=1),
-            shape=r.attr(w, "shape", "shape"),
+            data=r.array(w, "data", kind="float", shape=nnz),
+            indices=r.array(w, "indices", kind="int", shape=nnz),
+            indptr=r.array(w, "indptr", kind="int", shape=(n_out + 1,)),
+            shape=shape,
         )
 
 
-_OP_READERS: dict[str, Callable[[_Reader, h5py.Group], Any]] = {
+_OP_READERS: dict[str, Callable[..., Any]] = {
     "dense": _read_dense,
     "conv2d": _read_conv2d,
     "sparse": _read_sparse,
@@ -478,26 +806,53 @@ _OP_READERS: dict[str, Callable[[_Reader, h5py.Group], Any]] = {
 assert _OP_READERS.keys() == OPERATORS.keys()
 
 
-def _read_projection(r: _Reader, g: h5py.Group, known: set[str]) -> Projection:
+def _read_projection(r: _Reader, g: h5py.Group, shapes: Mapping[str, tuple[int, ...]]) -> Projection:
     r.check_spec(g, PROJECTION)
+    r.check_attr_names(g, _PROJECTION_ATTRS)
     ends = {end: r.attr(g, end, str) for end in ("source", "target")}
     for end, name in ends.items():
-        if name not in known:
+        if name not in shapes or (end == "target" and name == INPUT):
             raise r.error(g, f"attribute {end!r} must name a population in /populations, got {name!r}.")
     op_kind = r.attr(g, "op", str)
     if op_kind not in _OP_READERS:
         raise r.error(g, f"attribute 'op' must be one of {sorted(_OP_READERS)}, got {op_kind!r}.")
+    weight_kind = h5py.Group if op_kind == "sparse" else h5py.Dataset
+    r.members(g, {"weight": weight_kind})
     with r.building(g):
-        op = _OP_READERS[op_kind](r, g)
-        return Projection(name=g.name.rsplit("/", 1)[-1], op=op, delay=r.attr(g, "delay", int), **ends)
+        delay = r.attr(g, "delay", int)
+        name = g.name.rsplit("/", 1)[-1]
+        Projection(name=name, op=Dense(np.zeros((1, 1))), delay=delay, **ends)  # name and delay bounds first
+        op = _OP_READERS[op_kind](r, g, shapes[ends["source"]], shapes[ends["target"]])
+        return Projection(name=name, op=op, delay=delay, **ends)
 
 
-def _read_dict(r: _Reader, g: h5py.Group) -> dict[str, Any]:
+def _read_dict(r: _Reader, g: h5py.Group, budget: _Budget, depth: int) -> dict[str, Any]:
     r.check_spec(g, DICT)
+    r.check_attr_names(g)
+    if depth > MAX_PROVENANCE_DEPTH:
+        raise r.error(g, f"provenance nests deeper than {MAX_PROVENANCE_DEPTH} mappings (MAX_PROVENANCE_DEPTH).")
     out: dict[str, Any] = {}
-    for key in g.attrs:
-        if not key.startswith("encoding-"):
+    for key in [*(k for k in g.attrs if k not in _ENC), *g]:
+        problem = _key_problem(key)
+        if problem:
+            raise r.error(g, f"provenance key {key!r} {problem}.")
+        if key in out:
+            raise r.error(_join(g, key), "provenance key is both an attribute and a member.")
+        if key in g.attrs:
             out[key] = r.attr(g, key, "json")
-    for key, node in g.items():
-        out[key] = _read_dict(r, node) if isinstance(node, h5py.Group) else r.array(g, key, kind="numeric")
+            spent = len(g.attrs[key])
+        elif isinstance(g[key], h5py.Group):
+            out[key] = _read_dict(r, g[key], budget, depth + 1)
+            spent = 0
+        else:
+            node = r.dataset(g, key)
+            r.check_dtype(node, "numeric")
+            problem = _array_dtype_problem(node.dtype, node.shape)
+            if problem:
+                raise r.error(node, f"{problem}.")
+            spent = math.prod(node.shape) * node.dtype.itemsize
+            if spent <= budget.left:
+                out[key] = r.read(node)
+        if not budget.spend(spent):
+            raise r.error(_join(g, key), f"provenance exceeds {MAX_PROVENANCE_BYTES} bytes (MAX_PROVENANCE_BYTES).")
     return out
