@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._version import __version__
-from .errors import EvsnnError, InputError
+from .errors import EvsnnError, FormatError, InputError
 from .sweep import ALPHAS, LEAKS, METHODS, RESETS, THRESHOLDS
 
 EXIT_CODES = """exit status:
@@ -134,7 +134,7 @@ def _library_kwargs(func: Callable, settings: dict[str, Any], *, engine: str | N
     if "options" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values()):
         out.update(options.get(engine, {}))
     unsupported = [FLAGS.get(k, k) for k, v in settings.items()
-                   if k not in params and k != "options" and v is not None and v != _DEFAULTS.get(k, v)]
+                   if k not in params and k != "options" and v is not None and v != _DEFAULTS.get(k)]
     if unsupported:
         raise _BadArgument(f"{', '.join(unsupported)} cannot be used with this command yet.")
     return out
@@ -415,15 +415,17 @@ def _network(args: argparse.Namespace):
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=not args.trust_pickle)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Weights only load failed" in str(err):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:  # torch.save(net): a class torch's weights-only reader refuses
             raise _BadArgument(
-                f"CHECKPOINT {args.checkpoint}: holds pickled Python objects (e.g. a whole network saved with "
-                "torch.save(net)), and unpickling runs code from the file. Save the weights instead with "
+                f"CHECKPOINT {args.checkpoint}: holds pickled Python objects ({found.group(1)}; e.g. a whole network "
+                "saved with torch.save(net)), and unpickling runs code from the file. Save the weights instead with "
                 "torch.save(net.state_dict(), path), or pass --trust-pickle if you trust the file.") from None
-        raise _BadArgument(f"CHECKPOINT {args.checkpoint}: is not a torch checkpoint ({_shell(str(err))}).") from None
+        raise FormatError(f"CHECKPOINT {args.checkpoint}: is not a torch checkpoint that torch can read (damaged, "
+                          "or another kind of file).") from None
     except Exception as err:  # torch raises RuntimeError, KeyError, EOFError, ... for files it cannot read
         detail = "" if isinstance(err, (KeyError, IndexError)) or not str(err) else f" ({_shell(str(err))})"
-        raise _BadArgument(f"CHECKPOINT {args.checkpoint}: is not a torch checkpoint that torch can read{detail}.") \
+        raise FormatError(f"CHECKPOINT {args.checkpoint}: is not a torch checkpoint that torch can read{detail}.") \
             from None
     if isinstance(state, nn.Module):
         if net is None:

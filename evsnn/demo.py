@@ -107,6 +107,6 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     check = validate(saved, data.x_test[:20], steps=steps, dtype="float64", progress=progress).comparisons[0]
     print(f"cross-validation, event engine vs Brian2 (float64, {check.samples} images, {steps} steps): "
           f"{100 * check.spike_agreement:.3f}% of spikes identical, {100 * check.prediction_agreement:.0f}% of "
-          f"predictions (`evsnn validate {out} --against brian2`)")
+          f"predictions (`evsnn validate {out} --against brian2 --steps {steps}`)")
     return {"ann_accuracy": ann_acc, "train_seconds": train_s, "losses": losses, "max_forward_diff": max_diff,
             "model": out, "snn": summary, "energy": energy.to_dict(), "cross_validation": check.to_dict()}
