@@ -31,7 +31,9 @@ set EVSNN_DEBUG=1 to see the Python traceback of an unexpected error."""
 #: Library parameter names and the flags that set them, to translate library messages at the boundary.
 FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "max_rate": "--max-rate", "seed": "--seed",
          "scale": "--scale", "encoding": "--encoding", "dtype": "--dtype", "x": "--data", "factors": "--convergence",
-         "propagation": "--propagation", "preset": "--preset", "epochs": "--epochs", "out": "--out"}
+         "propagation": "--propagation", "preset": "--preset", "epochs": "--epochs", "out": "--out",
+         "leaks": "--leaks", "resets": "--resets", "methods": "--methods", "thresholds": "--thresholds",
+         "alphas": "--alphas"}
 _ENCODINGS = ("current", "poisson", "regular")
 _BUNDLED = "bundled MNIST evaluation images"
 
@@ -50,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 # --- argument types: ranges checked while parsing ----------------------------------------------------------------
 def _number(cast: type, minimum: float | None = None, *, strict: bool = False) -> Callable[[str], Any]:
     """An argparse type: ``cast`` of the text, >= (or > when ``strict``) ``minimum``, finite."""
-    kind = "an integer" if cast is int else "a number"
+    kind = "an integer" if cast is int else "a finite number"
     need = kind if minimum is None else f"{kind} {'>' if strict else '>='} {minimum:g}"
 
     def parse(text: str):

@@ -274,9 +274,12 @@ def _read_array(path: str, what: str) -> np.ndarray | dict[str, np.ndarray]:
             loaded = np.load(f, allow_pickle=False)
             return dict(loaded.items()) if suffix == ".npz" else loaded
     except (ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled objects, truncated or not numpy at all
+        got = ("a file in another format, or of pickled Python objects, which are not read (unpickling runs code)"
+               if "pickle" in str(err)
+               else "an empty or truncated file" if isinstance(err, EOFError) else f"{type(err).__name__}: {err}")
         raise FormatError(
-            f"{path}: {what} must be a numpy {suffix} file of numeric arrays (no pickled objects), got "
-            f"{type(err).__name__}: {err}. Save it with np.save / np.savez."
+            f"{path}: {what} must be a numpy {suffix} file of numeric arrays, got {got}. "
+            f"Save them with np.save / np.savez."
         ) from err
 
 
