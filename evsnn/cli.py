@@ -123,6 +123,10 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
             "progress": not args.quiet and not getattr(args, "json", False), "options": options}
 
 
+#: Flag values that mean "not set" for a setting a library function does not take yet (None always does).
+_DEFAULTS = {"seed": 0, "dtype": "float32", "batch_size": 64, "progress": False}
+
+
 def _library_kwargs(func: Callable, settings: dict[str, Any], *, engine: str | None = None) -> dict[str, Any]:
     """The settings ``func`` takes; a flag it cannot honour is refused rather than ignored.
 
@@ -140,9 +144,6 @@ def _library_kwargs(func: Callable, settings: dict[str, Any], *, engine: str | N
     if unsupported:
         raise _BadArgument(f"{', '.join(unsupported)} cannot be used with this command yet.")
     return out
-
-
-_DEFAULTS = {"seed": 0, "dtype": "float32", "batch_size": 64, "progress": False}
 
 
 def _check_engines(args: argparse.Namespace, *used: str) -> None:

@@ -386,3 +386,26 @@ def test_report_on_idx_data_with_idx_labels(tmp_path, capsys):
     assert main(["report", str(path), "--steps", "4", "--data", str(tmp_path / "img-idx3-ubyte")]) == 0
     text = capsys.readouterr().out
     assert "img-idx3-ubyte [0:5], no labels" in text
+
+
+def test_run_settings_reach_the_library_with_its_names(files, monkeypatch, capsys):
+    """Each run-settings flag arrives as the library's keyword; --engine-option values are read as JSON."""
+    import functools
+
+    import evsnn.simulation
+
+    seen = {}
+    original = evsnn.simulation.simulate
+
+    @functools.wraps(original)
+    def spy(model, x, **kwargs):
+        seen.update(kwargs, n=len(x))
+        raise _ExpensiveWorkRan("simulate")
+
+    monkeypatch.setattr(evsnn.simulation, "simulate", spy)
+    with pytest.raises(_ExpensiveWorkRan):
+        main(["run", files["model"], "--steps", "7", "--encoding", "regular", "--seed", "3", "--max-rate", "250",
+              "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--samples", "4", "--quiet",
+              "--engine-option", "event.dense_above=0.25", "--engine-option", "brian2.codegen=numpy"])
+    assert seen == {"engine": "event", "steps": 7, "encoding": "regular", "seed": 3, "max_rate": 250.0, "scale": 0.5,
+                    "dtype": "float64", "batch_size": 5, "progress": False, "dense_above": 0.25, "n": 4}
