@@ -7,14 +7,17 @@ that every message says which object and which field failed.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import InputError, ModelError
 
-__all__ = ["check_array", "check_name", "check_shape", "check_pair", "FLOAT_DTYPES"]
+__all__ = ["check_array", "check_name", "check_shape", "check_pair", "check_input_file", "check_output_path",
+           "FLOAT_DTYPES"]
 
 #: Floating dtypes the IR stores as they are (float64 is preserved bit for bit).
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -134,3 +137,37 @@ def check_pair(value: object, *, where: str, name: str, minimum: int) -> tuple[i
     ):
         raise ModelError(f"{where}: {name} must be an int or a pair of ints >= {minimum}, got {value!r}.")
     return int(value[0]), int(value[1])
+
+
+def check_input_file(path: str | os.PathLike, *, what: str) -> str:
+    """Return ``path`` if it names a readable regular file; never opens it (a FIFO would block)."""
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file.") from None
+    except OSError as err:
+        raise InputError(f"{what} {path}: cannot be read ({err.strerror}).") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} {path}: is a directory, expected a file.")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} {path}: must be a regular file, got a FIFO, socket or device.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} {path}: cannot be read (permission denied).")
+    return path
+
+
+def check_output_path(path: str | os.PathLike, *, what: str, suffixes: Sequence[str] | None = None) -> str:
+    """Return ``path`` if a file can be written there: its directory exists and is writable, it is no directory,
+    and its name ends in one of ``suffixes`` (when given). Nothing is created."""
+    path = os.fspath(path)
+    if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
+        raise InputError(f"{what} {path}: the file name must end in {', '.join(suffixes)}.")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise InputError(f"{what} {path}: the directory {folder} does not exist. Create it first.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {path}: the directory {folder} is not writable.")
+    if os.path.isdir(path):
+        raise InputError(f"{what} {path}: is a directory, expected a file name.")
+    return path

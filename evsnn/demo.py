@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .checks import check_output_path
 from .converters import convert
 from .energy import energy_report
+from .errors import InputError
 from .io.datasets import mnist_split
 from .io.hdf5 import load, save
 from .result import format_summary
@@ -39,7 +41,22 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
         (fewer makes a quick smoke test).
     steps : int
         Simulation steps of the spiking run.
+
+    Raises
+    ------
+    InputError
+        A bad ``epochs``, ``steps``, ``seed`` or ``n_train``, or an ``out`` that
+        cannot be written; checked before anything is trained.
     """
+    for name, value, low, high in (("epochs", epochs, 1, None), ("steps", steps, 1, None), ("seed", seed, 0, None),
+                                   ("n_train", n_train, 1, 8000)):
+        if value is None and name == "epochs":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
+                (high is not None and value > high):
+            need = f"an integer >= {low}" + ("" if high is None else f" and <= {high}")
+            raise InputError(f"run_demo: {name} must be {need}, got {value!r}.")
+    check_output_path(out, what="run_demo: out")
     recipe = {**RECIPE, "epochs": RECIPE["epochs"] if epochs is None else epochs}
     data = mnist_split()
     x_train, y_train = data.x_train[:n_train], data.y_train[:n_train]
@@ -90,6 +107,6 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     check = validate(saved, data.x_test[:20], steps=steps, dtype="float64", progress=progress).comparisons[0]
     print(f"cross-validation, event engine vs Brian2 (float64, {check.samples} images, {steps} steps): "
           f"{100 * check.spike_agreement:.3f}% of spikes identical, {100 * check.prediction_agreement:.0f}% of "
-          f"predictions (`evsnn validate {out} --against brian2`)")
+          f"predictions (`evsnn validate {out} --against brian2 --steps {steps}`)")
     return {"ann_accuracy": ann_acc, "train_seconds": train_s, "losses": losses, "max_forward_diff": max_diff,
             "model": out, "snn": summary, "energy": energy.to_dict(), "cross_validation": check.to_dict()}

@@ -234,3 +234,81 @@ def test_load_idx_dir_size_mismatch(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 5, 5), dtype=np.uint8))
     with pytest.raises(FormatError, match=r"t10k image size must equal train image size \(4, 5\)"):
         load_idx_dir(tmp_path)
+
+
+# --- load_samples: a user's own samples (evsnn run --data) ---------------------------------------------------
+from evsnn.io.datasets import load_samples  # noqa: E402
+
+
+def test_samples_from_npy_npz_and_idx(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 2, 3))
+    np.save(tmp_path / "x.npy", x)
+    got, y = load_samples(tmp_path / "x.npy")
+    assert y is None and got.dtype == np.float64
+    np.testing.assert_array_equal(got, x)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x.astype(np.float32), y=labels)
+    got, y = load_samples(tmp_path / "d.npz")
+    assert got.dtype == np.float32 and y.dtype == np.int64 and y.tolist() == [3, 1, 4, 1, 5]
+    np.savez(tmp_path / "ints.npz", x=np.arange(6).reshape(2, 3))  # integer samples become float32, unscaled
+    got, y = load_samples(tmp_path / "ints.npz")
+    assert y is None and got.dtype == np.float32 and got.tolist() == [[0, 1, 2], [3, 4, 5]]
+    # IDX images: (N, H, W) uint8 -> (N, 1, H, W) in [0, 1], exactly as the bundled MNIST is read
+    images = (rng.random((4, 3, 5)) * 255).astype(np.uint8)
+    write_idx(tmp_path / "img-idx3-ubyte", images, gz=True)
+    write_idx(tmp_path / "lab-idx1-ubyte", labels[:4])
+    got, y = load_samples(tmp_path / "img-idx3-ubyte", labels=tmp_path / "lab-idx1-ubyte")
+    assert got.shape == (4, 1, 3, 5) and got.dtype == np.float32 and y.tolist() == [3, 1, 4, 1]
+    np.testing.assert_array_equal(got[:, 0] * 255, images.astype(np.float32))
+    np.save(tmp_path / "y.npy", labels[:4].astype(np.int32))
+    assert load_samples(tmp_path / "img-idx3-ubyte", labels=tmp_path / "y.npy")[1].tolist() == [3, 1, 4, 1]
+
+
+def test_bundled_mnist_read_through_load_samples_is_the_split(tmp_path):
+    images, labels = load_bundled_mnist()
+    write_idx(tmp_path / "t10k-images", images[8000:8010])
+    write_idx(tmp_path / "t10k-labels", labels[8000:8010])
+    x, y = load_samples(tmp_path / "t10k-images", labels=tmp_path / "t10k-labels")
+    split = mnist_split()
+    np.testing.assert_array_equal(x, split.x_test[:10])
+    np.testing.assert_array_equal(y, split.y_test[:10])
+
+
+@pytest.mark.parametrize(("name", "make", "match"), [
+    ("e.npy", lambda p: p.write_bytes(b""), r"e\.npy: samples must be a numpy \.npy file .* empty or truncated"),
+    ("t.npy", lambda p: p.write_text("hello"), r"pickled Python objects, which are not read"),
+    ("o.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), r"pickled Python objects"),
+    ("z.npz", lambda p: p.write_bytes(b"PK\x03\x04 not a zip"), r"z\.npz: samples must be a numpy \.npz file"),
+    ("n.npz", lambda p: np.savez(p, images=np.zeros((2, 3))), r"must hold an array 'x' .* got members \['images'\]"),
+    ("k.npz", lambda p: np.savez(p, x=np.zeros((2, 3)), labels=np.zeros(2, int)),
+     r"got members \['labels', 'x'\]"),  # a misspelt 'y' must not silently mean "no labels"
+    ("s.npy", lambda p: np.save(p, np.array(["a", "b"])), r"samples must be a numeric array .* got 1-D <U1"),
+    ("c.npy", lambda p: np.save(p, np.zeros(3, complex)), r"must be a numeric array"),
+    ("y2.npz", lambda p: np.savez(p, x=np.zeros((2, 3)), y=np.zeros((2, 1), int)), r"labels must be a 1-D integer"),
+    ("yf.npz", lambda p: np.savez(p, x=np.zeros((2, 3)), y=np.zeros(2)), r"labels must be a 1-D integer .* float64"),
+    ("yn.npz", lambda p: np.savez(p, x=np.zeros((2, 3)), y=np.zeros(3, int)),
+     r"number of labels must equal number of samples \(2\), got 3"),
+    ("yneg.npz", lambda p: np.savez(p, x=np.zeros((2, 3)), y=np.array([0, -1])), r"labels must be >= 0, got -1"),
+    ("bad-idx", lambda p: p.write_bytes(b"\x01\x02\x03\x04"), r"IDX magic number"),
+])
+def test_bad_sample_files(tmp_path, name, make, match):
+    make(tmp_path / name)
+    with pytest.raises(FormatError, match=match):
+        load_samples(tmp_path / name)
+
+
+def test_labels_file_checks(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 3)), y=np.array([0, 1]))
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    np.savez(tmp_path / "y.npz", y=np.array([0, 1]))
+    with pytest.raises(FormatError, match=r"holds labels 'y', so no separate labels file"):
+        load_samples(tmp_path / "d.npz", labels=tmp_path / "y.npy")
+    with pytest.raises(FormatError, match=r"labels must be a \.npy or IDX file, got an \.npz"):
+        load_samples(tmp_path / "x.npy", labels=tmp_path / "y.npz")
+    np.save(tmp_path / "y3.npy", np.array([0, 1, 2]))
+    with pytest.raises(FormatError, match=r"y3\.npy: number of labels must equal number of samples \(2\), got 3"):
+        load_samples(tmp_path / "x.npy", labels=tmp_path / "y3.npy")
+    with pytest.raises(FileNotFoundError):
+        load_samples(tmp_path / "missing.npy")

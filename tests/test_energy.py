@@ -479,7 +479,7 @@ def test_report_command(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert (d["preset"]["name"], d["ann_preset"]["name"], d["settings"]["encoding"]) == ("loihi", "cmos45-int8",
                                                                                         "poisson")
-    assert main(["report", str(path), "--preset", "nope", "--samples", "1"]) == 1
+    assert main(["report", str(path), "--steps", "3", "--preset", "nope", "--samples", "1"]) == 2
     assert "built-in presets" in capsys.readouterr().err
 
 

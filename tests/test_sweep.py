@@ -138,14 +138,15 @@ def test_cli_convert_and_sweep(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--arch", "nope:thing"], r"--arch must name a function or class as module:name"),
+    (["--arch", "nope:thing"], r"--arch nope:thing: cannot be imported \(No module named 'nope'\)"),
     (["--arch", "evsnn.training:diehl_cnn"], r"the weights do not fit --arch evsnn.training:diehl_cnn"),
-    (["--arch", "evsnn.training:diehl_mlp", "--calibration", "0:9000"], r"--calibration must lie within the 8000"),
+    (["--arch", "evsnn.training:diehl_mlp", "--calibration", "0:9000"],
+     r"--calibration must lie within the 8000 bundled"),
     (["--arch", "evsnn.training:diehl_mlp", "--arch-kwargs", "{bad"], r"--arch-kwargs must be a JSON object"),
 ])
 def test_cli_convert_errors(tmp_path, capsys, args, match):
     ckpt = tmp_path / "mlp.pt"
     torch.save(diehl_mlp().state_dict(), ckpt)
-    assert main(["convert", str(ckpt), "-o", str(tmp_path / "m.h5"), *args]) == 1
+    assert main(["convert", str(ckpt), "-o", str(tmp_path / "m.h5"), *args]) == 2  # bad arguments
     assert re.search(match, capsys.readouterr().err)
     assert not (tmp_path / "m.h5").exists()

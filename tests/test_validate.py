@@ -228,6 +228,6 @@ def test_cli_validate_text_json_and_strict(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [c["propagation"] for c in data["comparisons"]] == ["same_step", "next_step"]
     assert data["convergence"]["settings"]["factors"] == [1, 10]
-    assert main(["validate", str(path), "--convergence", "ten"]) == 1
-    assert "--convergence must be comma-separated integers" in capsys.readouterr().err
-    assert main(["validate", str(path), "--samples", "0"]) == 1
+    assert main(["validate", str(path), "--steps", "5", "--convergence", "ten"]) == 2  # 2: a bad argument
+    assert "--convergence must be comma-separated positive integers" in capsys.readouterr().err
+    assert main(["validate", str(path), "--steps", "5", "--samples", "2001"]) == 2

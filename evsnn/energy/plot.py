@@ -9,7 +9,10 @@ import numpy as np
 
 from ..errors import EngineError
 
-__all__ = ["plot_report", "require_matplotlib"]
+__all__ = ["plot_report", "require_matplotlib", "SUFFIXES"]
+
+#: File types a figure can be written as.
+SUFFIXES = (".png", ".pdf", ".svg")
 
 _COLORS = {"sop": "#1f77b4", "input_mac": "#d62728", "update_if": "#2ca02c", "update_lif": "#2ca02c",
            "update_srm": "#2ca02c", "bias_add": "#9467bd"}
@@ -40,7 +43,7 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     operation class (unpriced classes left out).
     """
     path = Path(path)
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+    if path.suffix.lower() not in SUFFIXES:
         raise EngineError(f"plot: the file name must end in .png, .pdf or .svg, got {path.name!r}.")
     plt = require_matplotlib()
     from .report import energy_unit

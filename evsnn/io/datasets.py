@@ -5,7 +5,8 @@ Corinna Cortes, licensed CC BY-SA 3.0) ships inside the package, so that a
 fresh install runs offline. The standard split here: the first 8,000 images
 for training/calibration, the last 2,000 for evaluation. Full MNIST or
 Fashion-MNIST downloads are read from a user's directory with
-:func:`load_idx_dir`.
+:func:`load_idx_dir`, and a user's own samples (``.npy``, ``.npz`` or IDX,
+as ``evsnn run --data`` takes them) with :func:`load_samples`.
 
 IDX format: two zero bytes, a type code, the number of dimensions, then one
 big-endian uint32 per dimension and the data, big-endian, row-major.
@@ -17,6 +18,7 @@ import gzip
 import math
 import os
 import struct
+import zipfile
 import zlib
 from importlib import resources
 from typing import NamedTuple
@@ -25,7 +27,7 @@ import numpy as np
 
 from ..errors import FormatError
 
-__all__ = ["Split", "load_idx", "load_bundled_mnist", "mnist_split", "load_idx_dir"]
+__all__ = ["Split", "load_idx", "load_bundled_mnist", "mnist_split", "load_idx_dir", "load_samples"]
 
 _DTYPES = {
     0x08: np.dtype(">u1"),
@@ -260,3 +262,91 @@ def load_idx_dir(path: str | os.PathLike, *, dtype: object = np.float32) -> Spli
         _scale(arrays["x_test"], dt),
         arrays["y_test"].astype(np.int64),
     )
+
+
+def _read_array(path: str, what: str) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of a ``.npy`` file, the arrays of a ``.npz`` file, or the array of an IDX file."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".npy", ".npz"):
+        return load_idx(path)
+    try:
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            return dict(loaded.items()) if suffix == ".npz" else loaded
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled objects, truncated or not numpy at all
+        got = ("a file in another format, or of pickled Python objects, which are not read (unpickling runs code)"
+               if "pickle" in str(err)
+               else "an empty or truncated file" if isinstance(err, EOFError) else f"{type(err).__name__}: {err}")
+        raise FormatError(
+            f"{path}: {what} must be a numpy {suffix} file of numeric arrays, got {got}. "
+            f"Save them with np.save / np.savez."
+        ) from err
+
+
+def _check_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise FormatError(f"{where}: labels must be a 1-D integer array, got {y.ndim}-D {y.dtype}.")
+    if len(y) != n:
+        raise FormatError(f"{where}: number of labels must equal number of samples ({n}), got {len(y)}.")
+    if n and y.min() < 0:
+        raise FormatError(f"{where}: labels must be >= 0, got {int(y.min())}.")
+    return y.astype(np.int64)
+
+
+def load_samples(path: str | os.PathLike, *, labels: str | os.PathLike | None = None,
+                 dtype: object = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a user's samples, and their labels if there are any.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npy``: the samples, shape (N, *sample shape). ``.npz``: an array
+        ``x`` (the samples) and optionally ``y`` (labels), nothing else. Any
+        other name is read as an IDX file (raw or gzip): uint8 images of shape
+        (N, H, W) become (N, 1, H, W) scaled to [0, 1], like the bundled MNIST;
+        other IDX arrays are taken as they are.
+    labels : str or path-like, optional
+        A ``.npy`` or IDX file of integer labels, one per sample (for a
+        ``.npz`` holding ``y``, leave it out).
+    dtype : floating dtype, default=np.float32
+        Dtype of integer or boolean samples (float samples keep theirs).
+
+    Returns
+    -------
+    x : numpy.ndarray
+        Shape (N, *sample shape); its shape is not checked against any model.
+    y : numpy.ndarray or None
+        int64 labels of shape (N,), or None without labels.
+
+    Raises
+    ------
+    FormatError
+        Not a readable numpy/IDX file, an ``.npz`` without ``x`` or with other
+        members, non-numeric samples, or labels that are not one integer per sample.
+    """
+    path, dt = os.fspath(path), _float_dtype(dtype)
+    data = _read_array(path, "samples")
+    y = None
+    if isinstance(data, dict):
+        extra = sorted(set(data) - {"x", "y"})
+        if "x" not in data or extra:
+            raise FormatError(f"{path}: an .npz file of samples must hold an array 'x' and optionally labels 'y', "
+                              f"got members {sorted(data)}. Save it with np.savez(path, x=samples, y=labels).")
+        x, y = data["x"], data.get("y")
+        if y is not None and labels is not None:
+            raise FormatError(f"{path}: holds labels 'y', so no separate labels file can be given (got {labels}).")
+    else:
+        x = data
+        if x.ndim == 3 and x.dtype == np.uint8 and os.path.splitext(path)[1].lower() not in (".npy", ".npz"):
+            x = _scale(x, dt)  # IDX images, as the bundled MNIST
+    if x.dtype.kind not in "biuf" or x.ndim < 1:
+        raise FormatError(f"{path}: samples must be a numeric array of shape (N, *sample shape), "
+                          f"got {x.ndim}-D {x.dtype}.")
+    if x.dtype.kind != "f":
+        x = x.astype(dt)
+    if labels is not None:
+        y = _read_array(os.fspath(labels), "labels")
+        if isinstance(y, dict):
+            raise FormatError(f"{labels}: labels must be a .npy or IDX file, got an .npz file.")
+        return x, _check_labels(y, len(x), os.fspath(labels))
+    return x, None if y is None else _check_labels(y, len(x), path)
