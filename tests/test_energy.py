@@ -319,7 +319,6 @@ def test_diehl_networks_report_sops_equal_to_the_raster_count(kind, encoding):
 @pytest.mark.parametrize("encoding", ["poisson", "current"])
 def test_diehl_networks_report_the_sops_of_a_brian2_run(kind, encoding):
     """The same encoded input on Brian2: its report's SOPs equal its own raster count and the event engine's."""
-    pytest.importorskip("brian2")
     net, m = diehl(kind, encoding)
     x = mnist_split().x_test[:3]
     enc = encode(m, x, steps=15, seed=0)
