@@ -1,6 +1,6 @@
 """The L4-norm study (Allred & Roy) on the Diehl CNN: leak × reset grid, baseline vs L4, 75 steps.
 
-    python examples/l4_study.py [--out l4_study] [--select 200] [--samples 2000]
+    python examples/l4_study.py --out l4_study [--select 200] [--samples 2000]
 
 CIFAR-10 and VGG-5 are not available offline, so the Diehl CNN on the bundled
 MNIST split stands in. The CNN is trained on training images 0-6,999 (seed 0,
@@ -16,6 +16,8 @@ input, as in the paper.
 The sweep log (``<out>/sweep.jsonl``) makes the run resumable: run the same
 command again after an interruption and finished runs are skipped. It also
 writes ``sweep.csv``, ``summary.json`` and, with matplotlib, ``sweep.png``.
+``--out`` has no default, so that a resumable log is never left somewhere by
+accident (a stale log would silently skip the runs of a changed study).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from evsnn.training import accuracy, train_diehl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="l4_study", help="output directory (default l4_study)")
+    parser.add_argument("--out", required=True, help="output directory (sweep.jsonl, the resumable log, and results)")
     parser.add_argument("--select", type=int, default=200, help="held-out training images for the choice")
     parser.add_argument("--samples", type=int, default=2000, help="evaluation images (default 2000: all)")
     parser.add_argument("--steps", type=int, default=75)

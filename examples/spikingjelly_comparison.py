@@ -6,7 +6,7 @@
 (SpikingJelly declares torchvision/torchaudio/tensorboard dependencies that
 would pull another torch; its ann2snn converter needs only loguru and
 requests, hence ``--no-deps``.) Without SpikingJelly the script says so and
-stops.
+exits with status 1: nothing was compared.
 
 The CNN is trained on training images 0-6,999 (seed 0, the demo recipe).
 SpikingJelly converts it with its rate-coding recipe (ReLU -> scale, IF neuron
@@ -22,7 +22,7 @@ membrane (``membrane``, like SpikingJelly's summed output).
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 
 import numpy as np
 import torch
@@ -40,9 +40,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 50 images")
     args = parser.parse_args()
-    if importlib.util.find_spec("spikingjelly") is None:
-        print("SpikingJelly is not installed; see the top of this file for the two install commands. Nothing run.")
-        return
+    try:
+        import spikingjelly  # noqa: F401
+    except ImportError as err:
+        sys.exit(f"spikingjelly_comparison.py: error: SpikingJelly cannot be imported ({err}); install it with the "
+                 "two commands at the top of this file. Nothing was compared.")
     samples, epochs = (50, 1) if args.quick else (args.samples, None)
     data = mnist_split()
     net, _ = train_diehl("cnn", data.x_train[:7000], data.y_train[:7000], seed=0, epochs=epochs)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("brian2")
+import brian2  # noqa: E402,F401  a hard dependency: a broken install must fail here, not skip
 
 import evsnn  # noqa: E402
 from evsnn.cli import main  # noqa: E402
