@@ -84,11 +84,12 @@ def main() -> None:
                 enc = encode(model, x, steps=steps, encoding=encoding, seed=0)
                 start = time.perf_counter()
                 ref = evsnn.simulate(model, enc, engine="brian2", dtype="float64", record="all",
-                                     propagation=schedule)
+                                     options={"brian2": {"propagation": schedule}})
                 per_sample = (time.perf_counter() - start) / n
                 event_model = model if schedule == "same_step" else next_step_model(model, spiking_input=enc.is_spiking)
                 for dtype in ("float64", "float32"):
-                    cand = evsnn.simulate(event_model, enc, dtype=dtype, record="all", dense_above=1.0)
+                    cand = evsnn.simulate(event_model, enc, dtype=dtype, record="all",
+                                          options={"event": {"dense_above": 1.0}})
                     c = compare(cand, ref, model, propagation=schedule)
                     spikes = sum(p.spikes_b for p in c.populations)
                     same = sum(p.identical for p in c.populations)

@@ -35,13 +35,13 @@ from .checks import check_array, check_name, check_shape
 from .errors import ModelError
 from .equality import BitExact
 from .ops import Conv2d, Dense, Operator, Sparse
+from .settings import ENCODINGS
 
 __all__ = ["InputSpec", "NeuronSpec", "Population", "Projection", "SpikingModel", "INPUT"]
 
 #: Name by which projections refer to the model's input.
 INPUT = "input"
 
-ENCODINGS = ("current", "poisson", "regular")
 NEURON_KINDS = ("if", "lif", "srm")
 RESETS = ("subtract", "zero")
 READOUTS = ("count", "membrane")

@@ -21,12 +21,11 @@ the encoder.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .encoding import encode
+from .encoding import encode_with
 from .errors import EvsnnWarning, InputError
 from .model import NeuronSpec, SpikingModel
+from .settings import RunSettings
 from .simulation import simulate
 
 __all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRESHOLDS", "ALPHAS", "plot_sweep"]
@@ -136,18 +136,22 @@ def sweep(
     calibration: np.ndarray | None = None,
     x_eval: np.ndarray | None = None,
     y_eval: np.ndarray | None = None,
-    steps: int = 75,
-    encoding: str = "poisson",
+    steps: int,
+    encoding: str | None = None,
+    seed: int = 0,
+    max_rate: float | None = None,
+    scale: float | None = None,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
     leaks: Sequence[float] = LEAKS,
     resets: Sequence[str] = RESETS,
     methods: Sequence[str] = METHODS,
     thresholds: Sequence[float] = THRESHOLDS,
     alphas: Sequence[float] = ALPHAS,
     l4_batch: int = 128,
-    seed: int = 0,
-    batch_size: int = 64,
     describe: dict[str, Any] | None = None,
-    progress: bool = True,
 ) -> SweepResult:
     """Run the leak × reset × method grid on a normalized model, resumably.
 
@@ -166,13 +170,15 @@ def sweep(
         ``l4_batch``); required when ``methods`` contains ``"l4"``.
     x_eval, y_eval : arrays, optional
         Evaluation images: each cell's chosen configuration is run on them once.
-    steps, encoding, seed, batch_size
-        Simulation settings, the same for every run.
+    steps, encoding, seed, max_rate, scale, dtype, batch_size, options
+        The run settings (:class:`evsnn.settings.RunSettings`), the same for
+        every run; ``steps`` is required, ``encoding``, ``max_rate`` and
+        ``scale`` default to the model's.
     leaks, resets, methods, thresholds, alphas : sequences
         The grid (see the module constants for the defaults).
     describe : dict, optional
         Extra settings to record (and check on resume), e.g. the source network and image ranges.
-    progress : bool
+    progress : bool, default=False
         Show a progress bar over runs.
 
     Returns
@@ -181,6 +187,8 @@ def sweep(
     """
     from .converters.l4 import l4_adjust
 
+    run_settings = RunSettings(steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale, dtype=dtype,
+                               batch_size=batch_size, progress=progress, options=options, where="sweep")
     leaks, resets, methods = [float(v) for v in leaks], list(resets), list(methods)
     thresholds, alphas = [float(v) for v in thresholds], [float(v) for v in alphas]
     _check_grid(leaks, resets, methods, thresholds, alphas)
@@ -188,16 +196,15 @@ def sweep(
         raise InputError("sweep: methods include 'l4', which needs calibration images (training images).")
     if (x_eval is None) != (y_eval is None):
         raise InputError("sweep: x_eval and y_eval must be given together.")
-    settings = {"steps": int(steps), "encoding": encoding, "seed": int(seed), "select_samples": int(len(x_select)),
+    select = encode_with(base, x_select, run_settings)
+    evaluate = None if x_eval is None else encode_with(base, x_eval, run_settings)
+    settings = {**run_settings.record(select), "select_samples": int(len(x_select)),
                 "eval_samples": 0 if x_eval is None else int(len(x_eval)), "leaks": leaks, "resets": resets,
                 "methods": methods, "thresholds": thresholds, "alphas": alphas, "l4_batch": int(l4_batch),
                 "normalization": base.provenance.get("normalization", "unknown"), "choice": CHOICE,
                 **(describe or {})}
     runs = _read_log(Path(log), settings)
     done = {tuple(r[k] for k in _KEY): r for r in runs}
-    base = base.replace(input=dataclasses.replace(base.input, encoding=encoding))
-    select = encode(base, x_select, steps=steps, seed=seed)
-    evaluate = None if x_eval is None else encode(base, x_eval, steps=steps, seed=seed)
     y_select = np.asarray(y_select)
 
     def configured(leak: float, reset: str, method: str, threshold: float, alpha: float | None) -> SpikingModel:
@@ -210,7 +217,8 @@ def sweep(
         if key in done:
             return done[key]
         encoded, labels = (select, y_select) if kind == "select" else (evaluate, np.asarray(y_eval))
-        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, batch_size=batch_size)
+        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, dtype=run_settings.dtype,
+                          batch_size=run_settings.batch_size, options=run_settings.options)
         curve = result.accuracy_over_time(labels)
         record = dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
                       sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
@@ -222,7 +230,7 @@ def sweep(
     cells = [(leak, reset, method) for leak in leaks for reset in resets for method in methods]
     total = sum(len(thresholds) * (len(alphas) if m == "l4" else 1) for _, _, m in cells)
     total += 0 if x_eval is None else len(cells)
-    with tqdm(total=total, desc="sweep", unit="run", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc="sweep", unit="run", disable=not run_settings.progress, leave=False) as bar:
         for leak, reset, method in cells:
             for threshold in thresholds:
                 for alpha in (alphas if method == "l4" else [None]):

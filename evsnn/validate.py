@@ -40,6 +40,7 @@ can flip a spike whose potential lands within rounding of its threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,10 +49,11 @@ from typing import Any, Union
 
 import numpy as np
 
-from .encoding import EncodedInput, encode
+from .encoding import EncodedInput, run_input
 from .errors import EngineError, InputError
 from .model import INPUT, Projection, SpikingModel
 from .result import Result
+from .settings import PROPAGATIONS, RunSettings
 from .simulation import simulate
 
 __all__ = ["validate", "convergence", "compare", "next_step_model", "ValidationReport", "Comparison",
@@ -60,7 +62,6 @@ __all__ = ["validate", "convergence", "compare", "next_step_model", "ValidationR
 #: A simulator: a registered engine name, or a callable ``(model, encoded) -> {population: spikes}`` or Result.
 Simulator = Union[str, Callable[[SpikingModel, EncodedInput], Any]]
 
-PROPAGATIONS = ("same_step", "next_step")
 _DEFAULT_OPTIONS = {"event": {"dense_above": 1.0}}
 
 
@@ -291,8 +292,8 @@ def _keys_from_raster(raster, steps: int) -> np.ndarray:
     return np.unique((raster.sample * steps + raster.step) * raster.n_neurons + raster.neuron)
 
 
-def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagation: str, dtype: str,
-         options: Mapping[str, Any], batch_size: int, progress: bool) -> _Run:
+def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagation: str,
+         settings: RunSettings) -> _Run:
     label = _label(sim)
     steps = encoded.steps
     is_brian2 = isinstance(sim, str) and sim.lower() == "brian2"
@@ -300,11 +301,11 @@ def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagat
         model, spiking_input=encoded.is_spiking)
     start = time.perf_counter()
     if isinstance(sim, str):
-        opts = {**_DEFAULT_OPTIONS.get(sim.lower(), {}), **options}
+        opts = {**_DEFAULT_OPTIONS.get(sim.lower(), {}), **settings.engine_options(sim)}
         if is_brian2:
             opts.setdefault("propagation", propagation)
-        result = simulate(run_model, encoded, engine=sim, dtype=dtype, record="all", batch_size=batch_size,
-                          progress=progress, **opts)
+        result = simulate(run_model, encoded, engine=sim, dtype=settings.dtype, record="all",
+                          batch_size=settings.batch_size, progress=settings.progress, options={sim.lower(): opts})
         return _from_result(label, result, steps, time.perf_counter() - start)
     if not callable(sim):
         raise InputError(f"validate: a simulator must be an engine name or a callable, got {sim!r}.")
@@ -451,16 +452,6 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
 # ============================================================================================
 # Entry points
 # ============================================================================================
-def _encoded(model: SpikingModel, x: object, *, steps: int | None, encoding, seed, max_rate, scale,
-             where: str) -> EncodedInput:
-    if isinstance(x, EncodedInput):
-        if steps is not None and steps != x.steps:
-            raise InputError(f"{where}: steps must match the encoded input's {x.steps}, got {steps}.")
-        return x
-    return encode(model, x, steps=100 if steps is None else steps, encoding=encoding, seed=seed, max_rate=max_rate,
-                  scale=scale)
-
-
 def _propagations(propagation: str | Sequence[str], where: str) -> tuple[str, ...]:
     props = (propagation,) if isinstance(propagation, str) else tuple(propagation)
     if not props or any(p not in PROPAGATIONS for p in props):
@@ -480,10 +471,10 @@ def validate(
     max_rate: float | None = None,
     scale: float | None = None,
     dtype: str | Sequence[str] = "float64",
-    propagation: str | Sequence[str] = "same_step",
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    propagation: str | Sequence[str] = "same_step",
 ) -> ValidationReport:
     """Run ``model`` on the same input through two simulators and compare them spike for spike.
 
@@ -491,21 +482,24 @@ def validate(
     ----------
     model : SpikingModel
     x : array of shape (N, *model.input.shape), or EncodedInput
-        Raw input, encoded once here (``steps``, ``encoding``, ``seed``,
-        ``max_rate``, ``scale``; default 100 steps), or input already encoded.
+        Raw input, encoded once here with the run settings, or input already encoded.
     engines : pair of simulators, default=("event", "brian2")
         Each a registered engine name or a callable
         ``(model, encoded) -> {population name: spikes of shape (N, steps, *shape)}``
         (or returning a Result); see the module docstring.
+    steps, encoding, seed, max_rate, scale, batch_size, progress, options
+        The run settings (:class:`evsnn.settings.RunSettings`); ``steps`` is
+        required unless ``x`` is an EncodedInput. ``options`` per engine name,
+        e.g. ``{"brian2": {"codegen": "cython"}}``; the event engine defaults to
+        ``dense_above=1.0``.
     dtype : str or (str, str), default="float64"
-        Precision of each engine (one for both, or one per engine); ignored for callables.
+        Precision of each engine (one for both, or one per engine); ignored for
+        callables. The default is float64, not the float32 of :func:`~evsnn.simulate`,
+        because spike-for-spike equality is defined in float64: in float32 a
+        potential within rounding of its threshold spikes in one summation order
+        and not in another.
     propagation : {"same_step", "next_step"} or a sequence of them
         Convention(s) to compare under; one :class:`Comparison` each.
-    options : mapping, optional
-        Engine options per engine name, e.g. ``{"brian2": {"codegen": "cython"}}``.
-        The event engine defaults to ``dense_above=1.0``.
-    batch_size : int, default=64
-    progress : bool
 
     Returns
     -------
@@ -527,16 +521,15 @@ def validate(
     if len(dtypes) != 2:
         raise InputError(f"{where}: dtype must be a string or one per engine, got {dtype!r}.")
     props = _propagations(propagation, where)
-    encoded = _encoded(model, x, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale,
-                       where=where)
-    options = dict(options or {})
+    run, encoded = run_input(model, x, where=where, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate,
+                             scale=scale, dtype=dtypes[0], batch_size=batch_size, progress=progress,
+                             options=options)
+    per_engine = (run, dataclasses.replace(run, dtype=dtypes[1], where=where))
     comparisons = []
     for prop in props:
-        runs = [_run(sim, model, encoded, propagation=prop, dtype=dt_,
-                     options=options.get(sim.lower(), {}) if isinstance(sim, str) else {},
-                     batch_size=batch_size, progress=progress) for sim, dt_ in zip(engines, dtypes)]
-        settings = {"encoding": encoded.encoding, "seed": encoded.seed, "dt": model.dt, "samples": encoded.n_samples,
-                    "steps": encoded.steps, "settings_a": runs[0].settings, "settings_b": runs[1].settings}
+        runs = [_run(sim, model, encoded, propagation=prop, settings=st) for sim, st in zip(engines, per_engine)]
+        settings = {**run.record(encoded), "dtype": list(dtypes), "dt": model.dt, "samples": encoded.n_samples,
+                    "settings_a": runs[0].settings, "settings_b": runs[1].settings}
         comparisons.append(compare(runs[0], runs[1], model, propagation=prop, settings=settings))
     return ValidationReport(tuple(comparisons))
 
@@ -553,10 +546,10 @@ def convergence(
     max_rate: float | None = None,
     scale: float | None = None,
     dtype: str = "float64",
-    propagation: str = "same_step",
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    propagation: str = "same_step",
 ) -> ConvergenceReport:
     """A timestep engine at the model's ``dt`` against Brian2 at ``dt / k`` for each ``k`` in ``factors``.
 
@@ -575,7 +568,9 @@ def convergence(
     factors : sequence of int, default=(1, 10, 100)
         Brian2 runs at ``model.dt / k``.
     propagation : {"same_step", "next_step"}
-    Other parameters as :func:`validate` (``dtype`` is the timestep engine's; Brian2 runs in float64).
+    Other parameters as :func:`validate` (``dtype``, default float64 for the same
+    reason, is the timestep engine's; Brian2 runs in float64; ``options["brian2"]``
+    applies to every Brian2 run, whose ``dt`` is set here).
 
     Returns
     -------
@@ -588,17 +583,15 @@ def convergence(
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"{where}: factors must be positive integers, got {k!r}.")
         ks.append(int(k))
-    encoded = _encoded(model, x, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale,
-                       where=where)
-    options = dict(options or {})
+    run, encoded = run_input(model, x, where=where, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate,
+                             scale=scale, dtype=dtype, batch_size=batch_size, progress=progress, options=options)
     n, steps_ = encoded.n_samples, encoded.steps
-    base = _run(engine, model, encoded, propagation=prop, dtype=dtype, options=options.get(engine.lower(), {}),
-                batch_size=batch_size, progress=progress)
+    base = _run(engine, model, encoded, propagation=prop, settings=run)
     rows, predictions = [], []
     for k in ks:
-        opts = {**options.get("brian2", {}), "dt": model.dt / k}
-        ref = _run("brian2", model, encoded, propagation=prop, dtype="float64", options=opts, batch_size=batch_size,
-                   progress=progress)
+        fine = {**run.options, "brian2": {**run.engine_options("brian2"), "dt": model.dt / k}}
+        ref = _run("brian2", model, encoded, propagation=prop,
+                   settings=dataclasses.replace(run, dtype="float64", options=fine, where=where))
         for pop in model.populations:
             if model.readout == "membrane" and pop.name == model.output:
                 continue
@@ -610,8 +603,7 @@ def convergence(
                          (0.0 if ra.mean() == 0 else math.inf)})
         agree = float(np.mean(base.predictions == ref.predictions)) if base.predictions is not None else math.nan
         predictions.append({"k": k, "prediction_agreement": agree, "wall_time_s": ref.wall_time})
-    settings = {"dt": model.dt, "encoding": encoded.encoding, "seed": encoded.seed, "propagation": prop,
-                "dtype": dtype, "factors": ks}
+    settings = {**run.record(encoded), "dt": model.dt, "propagation": prop, "factors": ks}
     return ConvergenceReport(engine=_label(engine), samples=n, steps=steps_, settings=settings, rows=tuple(rows),
                              predictions=tuple(predictions))
 

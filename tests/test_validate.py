@@ -26,7 +26,7 @@ def dense_spikes(result, model, n, steps):
 
 def event_simulator(model, encoded):
     """A user's simulator, as the harness sees it: model and encoded input in, rasters per population out."""
-    r = evsnn.simulate(model, encoded, dtype="float64", record="all", dense_above=1.0)
+    r = evsnn.simulate(model, encoded, dtype="float64", record="all", options={"event": {"dense_above": 1.0}})
     return dense_spikes(r, model, encoded.n_samples, encoded.steps)
 
 

@@ -40,6 +40,7 @@ from ..errors import InputError
 from ..model import INPUT, SpikingModel
 from ..ops import Conv2d, Dense, Operator, Sparse
 from ..result import Raster, Result
+from ..settings import check_samples
 
 __all__ = ["OpSeries", "AnnLayerOps", "snn_ops", "ann_ops_torch", "ann_ops_ir", "sops_from_rasters",
            "SOP_CONVENTIONS", "INPUT_MAC_CONVENTIONS"]
@@ -236,10 +237,7 @@ def ann_ops_ir(model: SpikingModel, x: np.ndarray | None = None, *, batch_size: 
     fan = {pr.name: _fan_out_connections(pr.op) for pr in model.projections}
     effective: dict[str, list[np.ndarray]] = {pr.name: [] for pr in model.projections}
     if x is not None:
-        x = np.asarray(x)
-        if x.shape[1:] != model.input.shape:
-            raise InputError(f"energy: x must have shape (N, {', '.join(map(str, model.input.shape))}), "
-                             f"got {x.shape}.")
+        x = check_samples(x, model, where="energy")
         for lo in range(0, x.shape[0], batch_size):
             xb = x[lo:lo + batch_size]
             acts = model.ann_forward(xb)

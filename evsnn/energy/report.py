@@ -17,6 +17,7 @@ from .._version import __version__
 from ..errors import InputError
 from ..model import SpikingModel
 from ..result import Result
+from ..settings import check_samples
 from .counting import (AnnLayerOps, OpSeries, ann_ops_ir, ann_ops_torch, check_result_matches, ratio,
                        snn_ops)
 from .presets import OP_CLASSES, EnergyPreset, get_preset
@@ -435,7 +436,7 @@ def energy_report(
     input_macs: str = "per-step",
     source: str | None = None,
     checkpoints: Sequence[int] = CHECKPOINTS,
-    batch_size: int = 256,
+    batch_size: int = 64,
     data: str | None = None,
 ) -> EnergyReport:
     """Count every operation of a spiking run and of its ANN, and price them with a preset.
@@ -468,8 +469,8 @@ def energy_report(
         Name of the model in the report (e.g. its file name).
     checkpoints : sequence of int
         Steps listed in the operations/accuracy vs step table (the last step is always listed).
-    batch_size : int
-        Samples per ANN forward pass.
+    batch_size : int, default=64
+        Samples per ANN forward pass (the run settings' default).
     data : str, optional
         Description of the input data, printed with the settings.
 
@@ -506,7 +507,7 @@ def energy_report(
     ann_preset = preset if ann_preset is None else get_preset(ann_preset)
     n, steps = result.n_samples, result.steps
     if x is not None:
-        x = np.asarray(x)
+        x = check_samples(x, model, where="energy_report")
         if x.shape[0] != n:
             raise InputError(f"energy_report: x must hold the {n} samples of the run, got {x.shape[0]}.")
     curve = None
