@@ -6,7 +6,7 @@ from ._version import __version__
 from .errors import (
     AccuracyWarning,
     ConversionError,
-    EfficiencyWarning,
+    DependencyError,
     EngineError,
     EvsnnError,
     EvsnnWarning,
@@ -42,5 +42,5 @@ __all__ = [
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",
-    "EngineError", "EvsnnWarning", "AccuracyWarning", "EfficiencyWarning",
+    "EngineError", "DependencyError", "EvsnnWarning", "AccuracyWarning",
 ]

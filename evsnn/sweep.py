@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .display import require_matplotlib
 from .encoding import encode_with
 from .errors import EvsnnWarning, InputError
-from .model import NeuronSpec, SpikingModel
+from .model import RESETS, NeuronSpec, SpikingModel  # RESETS: soft and hard, the sweep's default
 from .settings import RunSettings
 from .simulation import simulate
 
@@ -45,8 +46,6 @@ __all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRE
 METHODS = ("baseline", "l4")
 #: Default leak factors per step (1.0: IF, no leak).
 LEAKS = (1.0, 0.99, 0.98, 0.95, 0.9)
-#: Reset modes: soft and hard.
-RESETS = ("subtract", "zero")
 #: Default threshold scales tried in every cell.
 THRESHOLDS = (0.4, 0.6, 0.8, 1.0, 1.2)
 #: Default L4 smoothing ratios tried in every ``l4`` cell.
@@ -249,7 +248,7 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike) -> None:
     Uses the evaluation accuracy where the sweep was evaluated, else the selection accuracy.
     Needs matplotlib (``pip install "evsnn[plot]"``).
     """
-    plt = _pyplot()
+    plt = require_matplotlib()
     best = result.best()
     evaluated = all(b["eval_accuracy"] is not None for b in best)
     key = "eval_accuracy" if evaluated else "select_accuracy"
@@ -278,17 +277,6 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise InputError('Plotting needs matplotlib: pip install "evsnn[plot]".') from err
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _check_grid(leaks, resets, methods, thresholds, alphas) -> None:
     def fail(name: str, need: str, got) -> None:
         raise InputError(f"sweep: {name} must be {need}, got {got!r}.")

@@ -49,6 +49,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from .display import table
 from .encoding import EncodedInput, run_input
 from .errors import EngineError, InputError
 from .model import INPUT, Projection, SpikingModel
@@ -170,11 +171,11 @@ class Comparison:
         rows = [[p.name, f"{p.spikes_a:,}", f"{p.spikes_b:,}", f"{p.identical:,}", f"{100 * p.agreement:.3f}%",
                  "-" if p.first_divergence is None else f"{p.first_divergence} (sample {p.first_divergence_sample})",
                  f"{p.count_correlation:.6f}"] for p in self.populations]
-        lines += _table(["population", f"spikes {a}", f"spikes {b}", "identical", "agreement", "first divergence",
-                         "count r"], rows)
+        lines += table(["population", f"spikes {a}", f"spikes {b}", "identical", "agreement", "first divergence",
+                        "count r"], rows, right=range(1, 7))
         if self.sops:
             rows = [[s.name, f"{s.sops_a:,}", f"{s.sops_b:,}", f"{100 * s.equal_fraction:.3f}%"] for s in self.sops]
-            lines += _table(["projection", f"SOPs {a}", f"SOPs {b}", "equal (sample, step)"], rows)
+            lines += table(["projection", f"SOPs {a}", f"SOPs {b}", "equal (sample, step)"], rows, right=range(1, 4))
         pa = self.prediction_agreement
         if pa is None:
             lines.append("predictions: not compared (a membrane readout needs a Result from each side)")
@@ -241,17 +242,11 @@ class ConvergenceReport:
         rows = [[str(r["k"]), f"{r['brian2_dt']:.3g}", r["population"], f"{r['rate_engine']:.5f}",
                  f"{r['rate_brian2']:.5f}", f"{r['rate_error']:.5f}", f"{100 * r['relative_error']:.2f}%"]
                 for r in self.rows]
-        lines += _table(["k", "brian2 dt (s)", "population", f"rate {self.engine}", "rate brian2",
-                         "|rate error|", "total rate error"], rows)
+        lines += table(["k", "brian2 dt (s)", "population", f"rate {self.engine}", "rate brian2",
+                        "|rate error|", "total rate error"], rows, right=range(1, 7))
         lines += [f"predictions, {self.engine} vs brian2 at dt/{p['k']}: {100 * p['prediction_agreement']:.2f}% "
                   f"identical (brian2 {p['wall_time_s']:.1f} s)" for p in self.predictions]
         return "\n".join(lines)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return [fmt(header), *(fmt(r) for r in rows)]
 
 
 # ============================================================================================

@@ -105,6 +105,7 @@ from ..encoding import EncodedInput
 from ..errors import EngineError
 from ..model import INPUT, Population, Projection, SpikingModel
 from ..ops import Dense
+from ..settings import PROPAGATIONS
 from . import register_engine
 from .base import BatchOutput, Engine
 
@@ -130,7 +131,6 @@ def _quiet_parser():
         yield
 
 
-PROPAGATIONS = ("same_step", "next_step")
 CODEGENS = ("numpy", "cython")
 
 
