@@ -46,7 +46,7 @@ import scipy.sparse as sp
 
 from .errors import AccuracyWarning, InputError
 from .model import SpikingModel
-from .settings import RunSettings, check_samples
+from .settings import RunSettings, check_samples, run_settings
 
 __all__ = ["encode", "encode_with", "EncodedInput", "run_input"]
 
@@ -291,16 +291,16 @@ def encode(
 
 
 
-def run_input(model: SpikingModel, x: object, *, where: str, steps: int | None = None,
-              **settings: Any) -> tuple[RunSettings, EncodedInput]:
+def run_input(model: SpikingModel, x: object, *, where: str, **settings: Any) -> tuple[RunSettings, EncodedInput]:
     """The settings of a run and its input: ``x`` encoded with them, or ``x`` itself if already encoded.
 
     What :func:`~evsnn.simulate`, :func:`~evsnn.validate` and
-    :func:`~evsnn.validation.convergence` do first. ``settings`` are the other
+    :func:`~evsnn.validation.convergence` do first. ``settings`` are
     :class:`~evsnn.settings.RunSettings` fields. An :class:`EncodedInput` carries
     its own steps (``steps`` may be left out, or must match) and must have been
     encoded for ``model``.
     """
+    steps = settings.pop("steps", None)
     if isinstance(x, EncodedInput):
         if steps is not None and steps != x.steps:
             raise InputError(f"{where}: steps must match the encoded input's {x.steps}, got {steps}. "
@@ -311,8 +311,8 @@ def run_input(model: SpikingModel, x: object, *, where: str, steps: int | None =
                 f"dt {model.dt:g} s), got input shape {x.input_shape} and dt {x.dt:g} s. "
                 "Encode it with evsnn.encoding.encode(model, ...)."
             )
-        return RunSettings(steps=x.steps, where=where, **settings), x
-    run = RunSettings(steps=steps, where=where, **settings)
+        return run_settings(where, {**settings, "steps": x.steps}), x
+    run = run_settings(where, {**settings, "steps": steps})
     return run, encode_with(model, x, run)
 
 

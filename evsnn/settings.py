@@ -6,8 +6,9 @@ the same names: ``steps`` (required, no default), ``encoding``, ``seed``,
 ``max_rate``, ``scale`` (``None``: the model's :class:`~evsnn.InputSpec`),
 ``dtype``, ``batch_size``, ``progress`` and ``options`` (engine options per
 engine name, e.g. ``{"brian2": {"codegen": "numpy"}, "event": {"dense_above": 0.1}}``).
-Each function builds a :class:`RunSettings` from its keyword arguments, so that
-the rules (and the messages) live here once. Sample arrays given to any of them,
+Each function takes them as keyword arguments (``**settings``) and builds a
+:class:`RunSettings` with :func:`run_settings`, so that the names, the defaults,
+the rules and the messages live here once. Sample arrays given to any of them,
 or to the converters' calibration, go through :func:`check_samples`.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["RunSettings", "check_samples", "DTYPES", "ENCODINGS", "PROPAGATIONS"]
+__all__ = ["RunSettings", "run_settings", "check_samples", "DTYPES", "ENCODINGS", "PROPAGATIONS"]
 
 #: Input encodings (:attr:`evsnn.InputSpec.encoding`).
 ENCODINGS = ("current", "poisson", "regular")
@@ -128,6 +129,21 @@ class RunSettings:
         return {"steps": encoded.steps, "encoding": encoded.encoding, "seed": encoded.seed,
                 "max_rate": encoded.max_rate, "scale": encoded.scale, "dtype": self.dtype,
                 "batch_size": self.batch_size}
+
+
+def run_settings(where: str, settings: Mapping[str, Any]) -> RunSettings:
+    """A :class:`RunSettings` from the keyword arguments of the public function ``where``.
+
+    An unknown name is an InputError that lists the settings (engine options,
+    such as ``dense_above``, go in ``options={engine: {...}}``).
+    """
+    names = [f.name for f in fields(RunSettings)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise InputError(f"{where}: {unknown[0]!r} is not a run setting; the settings are {', '.join(names)}. "
+                         "Pass engine options as options={engine: {name: value}}, e.g. "
+                         "options={'event': {'dense_above': 1.0}}.")
+    return RunSettings(**{"steps": None, **settings}, where=where)  # no steps: "steps must be given"
 
 
 def _check_options(options: object, where: str) -> Mapping[str, Mapping[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -23,16 +23,8 @@ def simulate(
     x: np.ndarray | EncodedInput,
     *,
     engine: str = "event",
-    steps: int | None = None,
-    encoding: str | None = None,
-    seed: int = 0,
-    max_rate: float | None = None,
-    scale: float | None = None,
-    dtype: str = "float32",
-    batch_size: int = 64,
-    progress: bool = False,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     record: Iterable[str] = (),
+    **settings: Any,
 ) -> Result:
     """Simulate ``model`` on ``x`` and return a :class:`~evsnn.result.Result`.
 
@@ -45,16 +37,18 @@ def simulate(
         :func:`evsnn.encoding.encode`, to hand the identical spikes to several engines.
     engine : str, default="event"
         A registered engine name (:func:`evsnn.engines.available_engines`).
-    steps, encoding, seed, max_rate, scale, dtype, batch_size, progress, options
-        The run settings (:class:`evsnn.settings.RunSettings`): ``steps`` is
-        required unless ``x`` is an EncodedInput; ``encoding``, ``max_rate``
-        and ``scale`` default to the model's InputSpec. Results do not depend
-        on ``batch_size`` (except for float32 rounding when the event engine
-        switches to dense BLAS). ``options[engine]`` is passed to the engine
-        (e.g. ``{"event": {"dense_above": 0.1}}``, or ``propagation``,
-        ``codegen`` and ``dt`` for ``"brian2"``); other engines' options are ignored.
     record : iterable of str
         Populations whose spike rasters to keep (``"all"`` for every one).
+    **settings
+        The run settings (:class:`evsnn.settings.RunSettings`): ``steps``
+        (required unless ``x`` is an EncodedInput), ``encoding``, ``seed``,
+        ``max_rate``, ``scale`` (default: the model's InputSpec), ``dtype``
+        (default "float32"), ``batch_size`` (default 64; results do not depend
+        on it, except for float32 rounding when the event engine switches to
+        dense BLAS), ``progress`` (a bar over samples) and ``options``:
+        ``options[engine]`` is passed to the engine (e.g. ``{"event":
+        {"dense_above": 0.1}}``, or ``propagation``, ``codegen`` and ``dt`` for
+        ``"brian2"``); other engines' options are ignored.
 
     Returns
     -------
@@ -67,10 +61,8 @@ def simulate(
     EngineError
         Unknown engine or a model feature the engine does not support.
     """
-    settings, encoded = run_input(model, x, where="simulate", steps=steps, encoding=encoding, seed=seed,
-                                  max_rate=max_rate, scale=scale, dtype=dtype, batch_size=batch_size,
-                                  progress=progress, options=options)
-    batch_size = settings.batch_size
+    run, encoded = run_input(model, x, where="simulate", **settings)
+    batch_size = run.batch_size
     names = [p.name for p in model.populations]
     record = frozenset(names if record == "all" or "all" in set(record) else record)
     unknown = sorted(record - set(names))
@@ -78,14 +70,14 @@ def simulate(
         raise InputError(f"simulate: record must name populations of the model {names}, got {unknown}.")
 
     start_setup = time.perf_counter()
-    runner = get_engine(engine)(model, dtype=settings.dtype, **settings.engine_options(engine))
+    runner = get_engine(engine)(model, dtype=run.dtype, **run.engine_options(engine))
     runner.prepare(encoded)
     setup_time = time.perf_counter() - start_setup
 
     start = time.perf_counter()
     parts = []
     n = encoded.n_samples
-    with tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not settings.progress, leave=False) as bar:
+    with tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not run.progress, leave=False) as bar:
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             parts.append(runner.run_batch(encoded, lo, hi, record))
@@ -106,7 +98,7 @@ def simulate(
         rasters[name] = Raster(*(a[order] for a in arrays), n_neurons=model.population(name).size)
     return Result(
         engine=engine,
-        settings={**settings.record(encoded), "dt": model.dt, "readout": model.readout, **runner.settings},
+        settings={**run.record(encoded), "dt": model.dt, "readout": model.readout, **runner.settings},
         predictions=final.argmax(axis=1),
         output=output,
         spike_counts=cat("spike_counts"),

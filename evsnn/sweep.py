@@ -25,7 +25,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .display import require_matplotlib
 from .encoding import encode_with
 from .errors import EvsnnWarning, InputError
 from .model import RESETS, NeuronSpec, SpikingModel  # RESETS: soft and hard, the sweep's default
-from .settings import RunSettings
+from .settings import run_settings
 from .simulation import simulate
 
 __all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRESHOLDS", "ALPHAS", "plot_sweep"]
@@ -135,15 +135,6 @@ def sweep(
     calibration: np.ndarray | None = None,
     x_eval: np.ndarray | None = None,
     y_eval: np.ndarray | None = None,
-    steps: int,
-    encoding: str | None = None,
-    seed: int = 0,
-    max_rate: float | None = None,
-    scale: float | None = None,
-    dtype: str = "float32",
-    batch_size: int = 64,
-    progress: bool = False,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     leaks: Sequence[float] = LEAKS,
     resets: Sequence[str] = RESETS,
     methods: Sequence[str] = METHODS,
@@ -151,6 +142,7 @@ def sweep(
     alphas: Sequence[float] = ALPHAS,
     l4_batch: int = 128,
     describe: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> SweepResult:
     """Run the leak × reset × method grid on a normalized model, resumably.
 
@@ -169,16 +161,15 @@ def sweep(
         ``l4_batch``); required when ``methods`` contains ``"l4"``.
     x_eval, y_eval : arrays, optional
         Evaluation images: each cell's chosen configuration is run on them once.
-    steps, encoding, seed, max_rate, scale, dtype, batch_size, options
-        The run settings (:class:`evsnn.settings.RunSettings`), the same for
-        every run; ``steps`` is required, ``encoding``, ``max_rate`` and
-        ``scale`` default to the model's.
     leaks, resets, methods, thresholds, alphas : sequences
         The grid (see the module constants for the defaults).
     describe : dict, optional
         Extra settings to record (and check on resume), e.g. the source network and image ranges.
-    progress : bool, default=False
-        Show a progress bar over runs.
+    **settings
+        The run settings (:class:`evsnn.settings.RunSettings`), the same for
+        every run: ``steps`` (required), ``encoding``, ``seed``, ``max_rate``,
+        ``scale`` (default: the model's), ``dtype``, ``batch_size``,
+        ``options``, and ``progress`` (a bar over runs).
 
     Returns
     -------
@@ -186,8 +177,7 @@ def sweep(
     """
     from .converters.l4 import l4_adjust
 
-    run_settings = RunSettings(steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale, dtype=dtype,
-                               batch_size=batch_size, progress=progress, options=options, where="sweep")
+    rs = run_settings("sweep", settings)
     leaks, resets, methods = [float(v) for v in leaks], list(resets), list(methods)
     thresholds, alphas = [float(v) for v in thresholds], [float(v) for v in alphas]
     _check_grid(leaks, resets, methods, thresholds, alphas)
@@ -195,9 +185,9 @@ def sweep(
         raise InputError("sweep: methods include 'l4', which needs calibration images (training images).")
     if (x_eval is None) != (y_eval is None):
         raise InputError("sweep: x_eval and y_eval must be given together.")
-    select = encode_with(base, x_select, run_settings)
-    evaluate = None if x_eval is None else encode_with(base, x_eval, run_settings)
-    settings = {**run_settings.record(select), "select_samples": int(len(x_select)),
+    select = encode_with(base, x_select, rs)
+    evaluate = None if x_eval is None else encode_with(base, x_eval, rs)
+    settings = {**rs.record(select), "select_samples": int(len(x_select)),
                 "eval_samples": 0 if x_eval is None else int(len(x_eval)), "leaks": leaks, "resets": resets,
                 "methods": methods, "thresholds": thresholds, "alphas": alphas, "l4_batch": int(l4_batch),
                 "normalization": base.provenance.get("normalization", "unknown"), "choice": CHOICE,
@@ -216,8 +206,8 @@ def sweep(
         if key in done:
             return done[key]
         encoded, labels = (select, y_select) if kind == "select" else (evaluate, np.asarray(y_eval))
-        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, dtype=run_settings.dtype,
-                          batch_size=run_settings.batch_size, options=run_settings.options)
+        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, dtype=rs.dtype,
+                          batch_size=rs.batch_size, options=rs.options)
         curve = result.accuracy_over_time(labels)
         record = dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
                       sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
@@ -229,7 +219,7 @@ def sweep(
     cells = [(leak, reset, method) for leak in leaks for reset in resets for method in methods]
     total = sum(len(thresholds) * (len(alphas) if m == "l4" else 1) for _, _, m in cells)
     total += 0 if x_eval is None else len(cells)
-    with tqdm(total=total, desc="sweep", unit="run", disable=not run_settings.progress, leave=False) as bar:
+    with tqdm(total=total, desc="sweep", unit="run", disable=not rs.progress, leave=False) as bar:
         for leak, reset, method in cells:
             for threshold in thresholds:
                 for alpha in (alphas if method == "l4" else [None]):

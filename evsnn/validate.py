@@ -460,16 +460,9 @@ def validate(
     x: np.ndarray | EncodedInput,
     engines: Sequence[Simulator] = ("event", "brian2"),
     *,
-    steps: int | None = None,
-    encoding: str | None = None,
-    seed: int = 0,
-    max_rate: float | None = None,
-    scale: float | None = None,
     dtype: str | Sequence[str] = "float64",
-    batch_size: int = 64,
-    progress: bool = False,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     propagation: str | Sequence[str] = "same_step",
+    **settings: Any,
 ) -> ValidationReport:
     """Run ``model`` on the same input through two simulators and compare them spike for spike.
 
@@ -482,11 +475,6 @@ def validate(
         Each a registered engine name or a callable
         ``(model, encoded) -> {population name: spikes of shape (N, steps, *shape)}``
         (or returning a Result); see the module docstring.
-    steps, encoding, seed, max_rate, scale, batch_size, progress, options
-        The run settings (:class:`evsnn.settings.RunSettings`); ``steps`` is
-        required unless ``x`` is an EncodedInput. ``options`` per engine name,
-        e.g. ``{"brian2": {"codegen": "cython"}}``; the event engine defaults to
-        ``dense_above=1.0``.
     dtype : str or (str, str), default="float64"
         Precision of each engine (one for both, or one per engine); ignored for
         callables. The default is float64, not the float32 of :func:`~evsnn.simulate`,
@@ -495,6 +483,12 @@ def validate(
         and not in another.
     propagation : {"same_step", "next_step"} or a sequence of them
         Convention(s) to compare under; one :class:`Comparison` each.
+    **settings
+        The other run settings (:class:`evsnn.settings.RunSettings`): ``steps``
+        (required unless ``x`` is an EncodedInput), ``encoding``, ``seed``,
+        ``max_rate``, ``scale``, ``batch_size``, ``progress``, ``options`` (per
+        engine name, e.g. ``{"brian2": {"codegen": "cython"}}``; the event
+        engine defaults to ``dense_above=1.0``).
 
     Returns
     -------
@@ -516,9 +510,7 @@ def validate(
     if len(dtypes) != 2:
         raise InputError(f"{where}: dtype must be a string or one per engine, got {dtype!r}.")
     props = _propagations(propagation, where)
-    run, encoded = run_input(model, x, where=where, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate,
-                             scale=scale, dtype=dtypes[0], batch_size=batch_size, progress=progress,
-                             options=options)
+    run, encoded = run_input(model, x, where=where, dtype=dtypes[0], **settings)
     per_engine = (run, dataclasses.replace(run, dtype=dtypes[1], where=where))
     comparisons = []
     for prop in props:
@@ -535,16 +527,9 @@ def convergence(
     *,
     engine: str = "event",
     factors: Sequence[int] = (1, 10, 100),
-    steps: int | None = None,
-    encoding: str | None = None,
-    seed: int = 0,
-    max_rate: float | None = None,
-    scale: float | None = None,
     dtype: str = "float64",
-    batch_size: int = 64,
-    progress: bool = False,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
     propagation: str = "same_step",
+    **settings: Any,
 ) -> ConvergenceReport:
     """A timestep engine at the model's ``dt`` against Brian2 at ``dt / k`` for each ``k`` in ``factors``.
 
@@ -578,8 +563,7 @@ def convergence(
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"{where}: factors must be positive integers, got {k!r}.")
         ks.append(int(k))
-    run, encoded = run_input(model, x, where=where, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate,
-                             scale=scale, dtype=dtype, batch_size=batch_size, progress=progress, options=options)
+    run, encoded = run_input(model, x, where=where, dtype=dtype, **settings)
     n, steps_ = encoded.n_samples, encoded.steps
     base = _run(engine, model, encoded, propagation=prop, settings=run)
     rows, predictions = [], []
