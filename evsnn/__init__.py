@@ -22,7 +22,7 @@ from .encoding import EncodedInput, encode
 from .result import Result
 from .simulation import simulate
 from .energy import energy_report
-from .validate import validate  # evsnn.validate is this function; import the rest from evsnn.validate
+from .validation import validate
 
 
 

@@ -267,7 +267,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from .io.hdf5 import load
-    from .validate import convergence, validate
+    from .validation import convergence, validate
 
     model = load(args.model)
     x, _ = _evaluation_images(args.samples)

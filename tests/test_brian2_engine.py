@@ -26,7 +26,7 @@ from evsnn.engines import available_engines, get_engine  # noqa: E402
 from evsnn.errors import EngineError  # noqa: E402
 from evsnn.model import INPUT  # noqa: E402
 from evsnn.simulation import simulate  # noqa: E402
-from evsnn.validate import next_step_model  # noqa: E402
+from evsnn.validation import next_step_model  # noqa: E402
 from test_event_engine import CASES, gaussian_model, random_cases, results_equal  # noqa: E402
 
 pytestmark = pytest.mark.brian2

@@ -1,7 +1,7 @@
 """The event engine against an independent, naive reference simulator.
 
 The reference (``reference_run``) is a deliberately plain per-sample, per-neuron,
-per-synapse Python loop over the documented semantics (DESIGN.md, "Time and
+per-synapse Python loop over the documented semantics (docs/design.md, "Time and
 update order"):
 
 - per step ``t``, populations in model order; the input current of a

@@ -7,7 +7,7 @@ import evsnn
 from evsnn import InputError
 from evsnn.settings import RunSettings, check_samples, run_settings
 from evsnn.sweep import sweep
-from evsnn.validate import convergence, validate
+from evsnn.validation import convergence, validate
 
 from factories import make_mlp
 

@@ -14,7 +14,7 @@ from evsnn.cli import main  # noqa: E402
 from evsnn.encoding import encode  # noqa: E402
 from evsnn.errors import EngineError, InputError  # noqa: E402
 from evsnn.model import INPUT  # noqa: E402
-from evsnn.validate import Comparison, compare, convergence, next_step_model, validate  # noqa: E402
+from evsnn.validation import Comparison, compare, convergence, next_step_model, validate  # noqa: E402
 from test_event_engine import CASES, gaussian_model  # noqa: E402
 
 pytestmark = pytest.mark.brian2

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..display import table
 from ..errors import InputError
 from ..model import SpikingModel
 from ..result import Result
@@ -31,7 +30,7 @@ from .text import format_brief, format_report
 __all__ = ["EnergyReport", "energy_report", "CHECKPOINTS", "SNN_CLASSES"]
 
 CHECKPOINTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-SNN_CLASSES = ("sop", "input_mac", "update_if", "update_lif", "update_srm", "bias_add")
+SNN_CLASSES = tuple(op for op in OP_CLASSES if not op.startswith("ann_"))  # the SNN's, in OP_CLASSES order
 
 
 

@@ -33,7 +33,7 @@ The network
 Time and update order
 ---------------------
 ``propagation="same_step"`` (default) is the event engine's convention
-(DESIGN.md, "Time and update order"): a delay-0 spike crosses every layer
+(docs/design.md, "Time and update order"): a delay-0 spike crosses every layer
 within the step it was emitted. Brian2's schedule is arranged for it: all
 objects run in the ``groups`` slot, ordered per population (in model order)
 as synaptic pathways into it, its update, its thresholder, its resetter.

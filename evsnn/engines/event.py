@@ -1,6 +1,6 @@
 """The event-driven engine: a scipy.sparse event queue with exact SOP counts.
 
-Per step ``t`` and population, in topological order (DESIGN.md, "Time and
+Per step ``t`` and population, in topological order (docs/design.md, "Time and
 update order"):
 
 1. take the input due at ``t`` from the population's ring buffer (slot

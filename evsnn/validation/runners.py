@@ -41,212 +41,27 @@ can flip a spike whose potential lands within rounding of its threshold.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
 
-from .display import table
-from .encoding import EncodedInput, run_input
-from .errors import EngineError, InputError
-from .model import INPUT, Projection, SpikingModel
-from .result import Result
-from .settings import PROPAGATIONS, RunSettings
-from .simulation import simulate
+from ..encoding import EncodedInput, run_input
+from ..errors import EngineError, InputError
+from ..model import INPUT, Projection, SpikingModel
+from ..result import Result
+from ..settings import PROPAGATIONS, RunSettings
+from ..simulation import simulate
+from .report import Comparison, PopulationAgreement, SopAgreement, ValidationReport
 
-__all__ = ["validate", "convergence", "compare", "next_step_model", "ValidationReport", "Comparison",
-           "PopulationAgreement", "SopAgreement", "ConvergenceReport", "Simulator"]
+__all__ = ["validate", "compare", "next_step_model", "Simulator"]
 
 #: A simulator: a registered engine name, or a callable ``(model, encoded) -> {population: spikes}`` or Result.
 Simulator = Union[str, Callable[[SpikingModel, EncodedInput], Any]]
 
 _DEFAULT_OPTIONS = {"event": {"dense_above": 1.0}}
-
-
-# ============================================================================================
-# Reports
-# ============================================================================================
-@dataclass(frozen=True)
-class PopulationAgreement:
-    """Spike agreement of one population between simulators ``a`` and ``b``.
-
-    Attributes
-    ----------
-    spikes_a, spikes_b : int
-        (sample, step, neuron) spike events of each.
-    identical : int
-        Events present in both.
-    agreement : float
-        ``identical / (events in either)``; 1.0 when neither spikes.
-    first_divergence : int or None
-        Earliest step at which the two differ in some sample (None if never).
-    first_divergence_sample : int or None
-        The (lowest) sample that diverges at that step.
-    count_correlation : float
-        Pearson correlation of spike counts per (sample, neuron); 1.0 when
-        the counts are identical, NaN when one side is constant and they differ.
-    """
-
-    name: str
-    spikes_a: int
-    spikes_b: int
-    identical: int
-    agreement: float
-    first_divergence: int | None
-    first_divergence_sample: int | None
-    count_correlation: float
-
-
-@dataclass(frozen=True)
-class SopAgreement:
-    """SOPs of one projection: totals over samples and steps, and the fraction of (sample, step) counts equal."""
-
-    name: str
-    sops_a: int
-    sops_b: int
-    equal_fraction: float
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Simulators ``a`` and ``b`` on one model, one input and one propagation convention."""
-
-    a: str
-    b: str
-    propagation: str
-    samples: int
-    steps: int
-    settings: dict[str, Any]
-    populations: tuple[PopulationAgreement, ...]
-    sops: tuple[SopAgreement, ...]
-    predictions_a: np.ndarray | None = field(repr=False)
-    predictions_b: np.ndarray | None = field(repr=False)
-    wall_time: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def prediction_agreement(self) -> float | None:
-        """Fraction of samples with the same prediction (None when a side gives none)."""
-        if self.predictions_a is None or self.predictions_b is None:
-            return None
-        return float(np.mean(self.predictions_a == self.predictions_b))
-
-    @property
-    def spike_agreement(self) -> float:
-        """Identical events over events in either, pooled over populations."""
-        both = sum(p.identical for p in self.populations)
-        either = sum(p.spikes_a + p.spikes_b - p.identical for p in self.populations)
-        return 1.0 if either == 0 else both / either
-
-    @property
-    def identical(self) -> bool:
-        """Spike for spike, SOP for SOP and prediction for prediction the same."""
-        return (all(p.agreement == 1.0 for p in self.populations)
-                and all(s.equal_fraction == 1.0 for s in self.sops)
-                and self.prediction_agreement in (1.0, None))
-
-    @property
-    def first_divergence(self) -> int | None:
-        steps = [p.first_divergence for p in self.populations if p.first_divergence is not None]
-        return min(steps) if steps else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "a": self.a, "b": self.b, "propagation": self.propagation, "samples": self.samples,
-            "steps": self.steps, "settings": self.settings, "identical": self.identical,
-            "spike_agreement": self.spike_agreement, "first_divergence": self.first_divergence,
-            "prediction_agreement": self.prediction_agreement,
-            "populations": [vars(p).copy() for p in self.populations],
-            "sops": [vars(s).copy() for s in self.sops],
-            "wall_time_s": dict(self.wall_time),
-        }
-
-    def table(self) -> str:
-        a, b = self.a, self.b
-        st = self.settings
-        lines = [f"{a} vs {b}: {self.samples} samples x {self.steps} steps, {st.get('encoding')} input, "
-                 f"propagation {self.propagation}, dtype {st.get('dtype_a')} vs {st.get('dtype_b')}"]
-        rows = [[p.name, f"{p.spikes_a:,}", f"{p.spikes_b:,}", f"{p.identical:,}", f"{100 * p.agreement:.3f}%",
-                 "-" if p.first_divergence is None else f"{p.first_divergence} (sample {p.first_divergence_sample})",
-                 f"{p.count_correlation:.6f}"] for p in self.populations]
-        lines += table(["population", f"spikes {a}", f"spikes {b}", "identical", "agreement", "first divergence",
-                        "count r"], rows, right=range(1, 7))
-        if self.sops:
-            rows = [[s.name, f"{s.sops_a:,}", f"{s.sops_b:,}", f"{100 * s.equal_fraction:.3f}%"] for s in self.sops]
-            lines += table(["projection", f"SOPs {a}", f"SOPs {b}", "equal (sample, step)"], rows, right=range(1, 4))
-        pa = self.prediction_agreement
-        if pa is None:
-            lines.append("predictions: not compared (a membrane readout needs a Result from each side)")
-        else:
-            same = int(np.sum(self.predictions_a == self.predictions_b))
-            lines.append(f"predictions: {same}/{self.samples} identical ({100 * pa:.3f}%)")
-        verdict = ("IDENTICAL: spike for spike, SOPs and predictions" if self.identical else
-                   f"DIFFERENT: {100 * self.spike_agreement:.4f}% of spike events identical, first divergence "
-                   f"at step {self.first_divergence}")
-        lines.append(verdict)
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """What :func:`validate` returns: one :class:`Comparison` per propagation convention."""
-
-    comparisons: tuple[Comparison, ...]
-
-    @property
-    def identical(self) -> bool:
-        return all(c.identical for c in self.comparisons)
-
-    def __getitem__(self, propagation: str) -> Comparison:
-        for c in self.comparisons:
-            if c.propagation == propagation:
-                return c
-        raise InputError(f"ValidationReport: propagation must be one of "
-                         f"{[c.propagation for c in self.comparisons]}, got {propagation!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"identical": self.identical, "comparisons": [c.to_dict() for c in self.comparisons]}
-
-    def table(self) -> str:
-        return "\n\n".join(c.table() for c in self.comparisons)
-
-
-@dataclass(frozen=True)
-class ConvergenceReport:
-    """A timestep simulator against Brian2 at ``dt / k`` for each ``k`` (see :func:`convergence`).
-
-    ``rows`` has one dict per (k, population): ``k``, ``brian2_dt``, ``population``, ``rate_engine`` and
-    ``rate_brian2`` (spikes per neuron per model step), ``rate_error`` (mean over samples and neurons of the
-    absolute difference of per-neuron rates) and ``relative_error`` (of the population's total rate).
-    ``predictions`` has one dict per k: ``k``, ``prediction_agreement`` with the timestep result,
-    ``wall_time_s`` of the Brian2 run.
-    """
-
-    engine: str
-    samples: int
-    steps: int
-    settings: dict[str, Any]
-    rows: tuple[dict[str, Any], ...]
-    predictions: tuple[dict[str, Any], ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "samples": self.samples, "steps": self.steps, "settings": self.settings,
-                "rows": [dict(r) for r in self.rows], "predictions": [dict(p) for p in self.predictions]}
-
-    def table(self) -> str:
-        st = self.settings
-        lines = [f"dt convergence: {self.engine} at dt={st['dt']:g} s against brian2 at dt/k, {self.samples} "
-                 f"samples x {self.steps} steps, {st['encoding']} input, propagation {st['propagation']}"]
-        rows = [[str(r["k"]), f"{r['brian2_dt']:.3g}", r["population"], f"{r['rate_engine']:.5f}",
-                 f"{r['rate_brian2']:.5f}", f"{r['rate_error']:.5f}", f"{100 * r['relative_error']:.2f}%"]
-                for r in self.rows]
-        lines += table(["k", "brian2 dt (s)", "population", f"rate {self.engine}", "rate brian2",
-                        "|rate error|", "total rate error"], rows, right=range(1, 7))
-        lines += [f"predictions, {self.engine} vs brian2 at dt/{p['k']}: {100 * p['prediction_agreement']:.2f}% "
-                  f"identical (brian2 {p['wall_time_s']:.1f} s)" for p in self.predictions]
-        return "\n".join(lines)
 
 
 # ============================================================================================
@@ -519,70 +334,3 @@ def validate(
                     "settings_a": runs[0].settings, "settings_b": runs[1].settings}
         comparisons.append(compare(runs[0], runs[1], model, propagation=prop, settings=settings))
     return ValidationReport(tuple(comparisons))
-
-
-def convergence(
-    model: SpikingModel,
-    x: np.ndarray | EncodedInput,
-    *,
-    engine: str = "event",
-    factors: Sequence[int] = (1, 10, 100),
-    dtype: str = "float64",
-    propagation: str = "same_step",
-    **settings: Any,
-) -> ConvergenceReport:
-    """A timestep engine at the model's ``dt`` against Brian2 at ``dt / k`` for each ``k`` in ``factors``.
-
-    Brian2 sees the same input spike times (step ``t`` at ``t * dt``) and
-    currents in the same units (see :mod:`evsnn.engines.brian2`, "Finer dt").
-    Per population it reports both rates in spikes per neuron per model step,
-    the mean absolute difference of per-neuron rates, and the relative
-    difference of the total rate; per ``k`` the fraction of samples whose
-    prediction matches the timestep result's.
-
-    Parameters
-    ----------
-    engine : str, default="event"
-        The timestep engine (``"brian2"`` itself for models the event engine
-        does not simulate, such as SRM).
-    factors : sequence of int, default=(1, 10, 100)
-        Brian2 runs at ``model.dt / k``.
-    propagation : {"same_step", "next_step"}
-    Other parameters as :func:`validate` (``dtype``, default float64 for the same
-    reason, is the timestep engine's; Brian2 runs in float64; ``options["brian2"]``
-    applies to every Brian2 run, whose ``dt`` is set here).
-
-    Returns
-    -------
-    ConvergenceReport
-    """
-    where = "convergence"
-    (prop,) = _propagations(propagation, where)
-    ks = []
-    for k in factors:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputError(f"{where}: factors must be positive integers, got {k!r}.")
-        ks.append(int(k))
-    run, encoded = run_input(model, x, where=where, dtype=dtype, **settings)
-    n, steps_ = encoded.n_samples, encoded.steps
-    base = _run(engine, model, encoded, propagation=prop, settings=run)
-    rows, predictions = [], []
-    for k in ks:
-        fine = {**run.options, "brian2": {**run.engine_options("brian2"), "dt": model.dt / k}}
-        ref = _run("brian2", model, encoded, propagation=prop,
-                   settings=dataclasses.replace(run, dtype="float64", options=fine, where=where))
-        for pop in model.populations:
-            if model.readout == "membrane" and pop.name == model.output:
-                continue
-            ra, rb = base.counts[pop.name] / steps_, ref.counts[pop.name] / steps_
-            total_b = rb.mean()
-            rows.append({"k": k, "brian2_dt": model.dt / k, "population": pop.name, "rate_engine": float(ra.mean()),
-                         "rate_brian2": float(total_b), "rate_error": float(np.abs(ra - rb).mean()),
-                         "relative_error": float(abs(ra.mean() - total_b) / total_b) if total_b else
-                         (0.0 if ra.mean() == 0 else math.inf)})
-        agree = float(np.mean(base.predictions == ref.predictions)) if base.predictions is not None else math.nan
-        predictions.append({"k": k, "prediction_agreement": agree, "wall_time_s": ref.wall_time})
-    settings = {**run.record(encoded), "dt": model.dt, "propagation": prop, "factors": ks}
-    return ConvergenceReport(engine=_label(engine), samples=n, steps=steps_, settings=settings, rows=tuple(rows),
-                             predictions=tuple(predictions))
-
