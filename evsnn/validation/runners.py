@@ -4,10 +4,10 @@ r"""Cross-validation: does a timestep simulator compute what the Brian2 referenc
 seed) through two simulators and reports, per population, how many
 (sample, step, neuron) spikes are identical, the first step at which the
 two diverge, the correlation of per-neuron spike counts, the agreement of
-SOP counts per projection, and of predictions. :func:`convergence` runs a
-timestep engine against Brian2 at ``dt``, ``dt/10``, ``dt/100`` (the same
-input spike times), to show how far the timestep answer is from the
-continuous-time one.
+SOP counts per projection, and of predictions.
+:func:`~evsnn.validation.convergence` (``convergence.py``) runs a timestep
+engine against Brian2 at ``dt``, ``dt/10``, ``dt/100`` (the same input spike
+times), to show how far the timestep answer is from the continuous-time one.
 
 A simulator is a registered engine name (``"event"``, ``"brian2"``) or a
 callable, so that simulators evsnn did not write can be validated::
