@@ -14,7 +14,7 @@ reset. Input: the models' analog current, and Poisson spikes (1000 Hz) for
 IF/soft; the first 50 evaluation images, 100 steps. Brian2 runs once per
 variant in float64 (numpy target); the event engine runs in float64 and in
 float32 on the identical encoded input and is compared with that one
-reference run (``evsnn.validate.compare``). IF/soft is also compared under
+reference run (``evsnn.validation.compare``). IF/soft is also compared under
 Brian2's default schedule (``propagation="next_step"``, one step per layer),
 against the event engine on the equivalent model (every spike-carried delay
 plus one).
@@ -33,7 +33,7 @@ import evsnn
 from evsnn.encoding import encode
 from evsnn.io.datasets import mnist_split
 from evsnn.training import diehl_cnn, train_classifier, train_diehl
-from evsnn.validate import compare, next_step_model
+from evsnn.validation import compare, next_step_model
 
 
 def trained_models(data, cache: Path | None) -> dict[str, evsnn.SpikingModel]:
@@ -84,11 +84,12 @@ def main() -> None:
                 enc = encode(model, x, steps=steps, encoding=encoding, seed=0)
                 start = time.perf_counter()
                 ref = evsnn.simulate(model, enc, engine="brian2", dtype="float64", record="all",
-                                     propagation=schedule)
+                                     options={"brian2": {"propagation": schedule}})
                 per_sample = (time.perf_counter() - start) / n
                 event_model = model if schedule == "same_step" else next_step_model(model, spiking_input=enc.is_spiking)
                 for dtype in ("float64", "float32"):
-                    cand = evsnn.simulate(event_model, enc, dtype=dtype, record="all", dense_above=1.0)
+                    cand = evsnn.simulate(event_model, enc, dtype=dtype, record="all",
+                                          options={"event": {"dense_above": 1.0}})
                     c = compare(cand, ref, model, propagation=schedule)
                     spikes = sum(p.spikes_b for p in c.populations)
                     same = sum(p.identical for p in c.populations)

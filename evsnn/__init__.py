@@ -6,7 +6,7 @@ from ._version import __version__
 from .errors import (
     AccuracyWarning,
     ConversionError,
-    EfficiencyWarning,
+    DependencyError,
     EngineError,
     EvsnnError,
     EvsnnWarning,
@@ -22,7 +22,7 @@ from .encoding import EncodedInput, encode
 from .result import Result
 from .simulation import simulate
 from .energy import energy_report
-from .validate import validate  # evsnn.validate is this function; import the rest from evsnn.validate
+from .validation import validate
 
 
 
@@ -42,5 +42,5 @@ __all__ = [
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",
-    "EngineError", "EvsnnWarning", "AccuracyWarning", "EfficiencyWarning",
+    "EngineError", "DependencyError", "EvsnnWarning", "AccuracyWarning",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import EvsnnError, FormatError, InputError
+from .settings import run_settings
 from .sweep import ALPHAS, LEAKS, METHODS, RESETS, THRESHOLDS
 
 EXIT_CODES = """exit status:
@@ -118,32 +119,16 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, dict[str, Any]] = {}
     for engine, key, value in args.engine_option:
         options.setdefault(engine, {})[key] = value
-    return {"steps": args.steps, "encoding": args.encoding, "seed": args.seed, "max_rate": args.max_rate,
-            "scale": args.scale, "dtype": args.dtype, "batch_size": args.batch_size,
-            "progress": not args.quiet and not getattr(args, "json", False), "options": options}
+    settings = {"steps": args.steps, "encoding": args.encoding, "seed": args.seed, "max_rate": args.max_rate,
+                "scale": args.scale, "dtype": args.dtype, "batch_size": args.batch_size,
+                "progress": not args.quiet and not getattr(args, "json", False), "options": options}
+    run_settings(f"evsnn {args.command}", settings)  # the library's checks, before any work
+    return settings
 
 
-#: Flag values that mean "not set" for a setting a library function does not take yet (None always does).
-_DEFAULTS = {"seed": 0, "dtype": "float32", "batch_size": 64, "progress": False}
-
-
-def _library_kwargs(func: Callable, settings: dict[str, Any], *, engine: str | None = None) -> dict[str, Any]:
-    """The settings ``func`` takes; a flag it cannot honour is refused rather than ignored.
-
-    Today ``simulate`` takes engine options as ``**engine_options``: they are
-    spread for ``engine`` (the one adapter to the library's current API).
-    A setting left at None takes the function's own default.
-    """
-    params = inspect.signature(func).parameters
-    out = {k: v for k, v in settings.items() if k in params and v is not None}  # None: the function's default
-    options = settings["options"]
-    if "options" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        out.update(options.get(engine, {}))
-    unsupported = [FLAGS.get(k, k) for k, v in settings.items()
-                   if k not in params and k != "options" and v is not None and v != _DEFAULTS.get(k)]
-    if unsupported:
-        raise _BadArgument(f"{', '.join(unsupported)} cannot be used with this command yet.")
-    return out
+def _library_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as the library takes them (every run function takes the same ones); None means its default."""
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _check_engines(args: argparse.Namespace, *used: str) -> None:
@@ -209,7 +194,7 @@ def _load_model(path: str, what: str = "MODEL"):
 
 def _plotting() -> None:
     """Fail now, not after simulating, when matplotlib is missing."""
-    from .energy.plot import require_matplotlib
+    from .display import require_matplotlib
 
     require_matplotlib()
 
@@ -293,15 +278,14 @@ def _simulate(model, x, args: argparse.Namespace):
     """``evsnn.simulate`` with the run settings of the flags."""
     from .simulation import simulate
 
-    return simulate(model, x, engine=args.engine, **_library_kwargs(simulate, _run_settings(args), engine=args.engine))
+    return simulate(model, x, engine=args.engine, **_library_kwargs(_run_settings(args)))
 
 
 def _run(args: argparse.Namespace) -> int:
     from .result import format_summary
-    from .simulation import simulate
 
     _check_engines(args, ("--engine", args.engine))
-    _library_kwargs(simulate, _run_settings(args), engine=args.engine)
+    _run_settings(args)
     model = _load_model(args.model)
     x, y, data = _samples(args, model, default=2000)
     result = _simulate(model, x, args)
@@ -316,10 +300,9 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .energy import energy_report, get_preset
     from .energy.plot import SUFFIXES
-    from .simulation import simulate
 
     _check_engines(args, ("--engine", args.engine))
-    _library_kwargs(simulate, _run_settings(args), engine=args.engine)
+    _run_settings(args)
     presets = []
     for flag, name in (("--preset", args.preset), ("--ann-preset", args.ann_preset)):
         try:
@@ -348,7 +331,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import convergence, validate
+    from .validation import convergence, validate
 
     _check_engines(args, ("--engine", args.engine), ("--against", args.against))
     props = ("same_step", "next_step") if args.propagation == "both" else (args.propagation,)
@@ -360,8 +343,8 @@ def _validate(args: argparse.Namespace) -> int:
         raise _BadArgument(f"--convergence must be comma-separated positive integers such as 10,100, got "
                            f"{args.convergence!r}.")
     settings = _run_settings(args)
-    common = _library_kwargs(validate, {**settings, "dtype": (args.dtype, "float64")})
-    conv_common = _library_kwargs(convergence, settings) if factors else {}
+    common = _library_kwargs({**settings, "dtype": (args.dtype, "float64")})
+    conv_common = _library_kwargs(settings)
     model = _load_model(args.model)
     x, _, data_note = _samples(args, model, default=20)
     report = validate(model, x, engines=(args.engine, args.against), propagation=props, **common)
@@ -522,7 +505,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except InputError as err:
         raise _BadArgument(_shell(str(err))) from None
     _check_engines(args)
-    kwargs = _library_kwargs(sweep, _run_settings(args))
+    kwargs = _library_kwargs(_run_settings(args))
     out = Path(_output_dir(args.out, "--out"))
     if args.plot:
         _plotting()

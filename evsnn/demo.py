@@ -102,7 +102,7 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
     energy = energy_report(result, saved, x=data.x_test, labels=data.y_test, ann=net, source=out)
     print(energy.brief() + f"\n(full report: evsnn report {out} --steps {steps})")
 
-    from .validate import validate  # the event engine checked against the Brian2 reference
+    from .validation import validate  # the event engine checked against the Brian2 reference
 
     check = validate(saved, data.x_test[:20], steps=steps, dtype="float64", progress=progress).comparisons[0]
     print(f"cross-validation, event engine vs Brian2 (float64, {check.samples} images, {steps} steps): "

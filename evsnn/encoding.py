@@ -39,14 +39,16 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import AccuracyWarning, InputError
-from .model import ENCODINGS, SpikingModel
+from .model import SpikingModel
+from .settings import RunSettings, check_samples, run_settings
 
-__all__ = ["encode", "EncodedInput"]
+__all__ = ["encode", "encode_with", "EncodedInput", "run_input"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,17 +263,17 @@ def encode(
     """
     where = "encode"
     spec = model.input
-    encoding = spec.encoding if encoding is None else encoding
-    if not isinstance(encoding, str) or encoding not in ENCODINGS:
-        raise InputError(f"{where}: encoding must be one of {', '.join(map(repr, ENCODINGS))}, "
-                         f"got {encoding!r}. Pick one of them.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InputError(f"{where}: steps must be a positive integer, got {steps!r}. Pass e.g. steps=100.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"{where}: seed must be a non-negative integer, got {seed!r}. Pass e.g. seed=0.")
-    max_rate = _real(spec.max_rate if max_rate is None else max_rate, "max_rate", positive=True)
-    scale = _real(spec.scale if scale is None else scale, "scale", positive=False)
-    flat = _check_x(x, spec.shape, encoding)
+    settings = RunSettings(steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale, where=where)
+    encoding = spec.encoding if settings.encoding is None else settings.encoding
+    max_rate = spec.max_rate if settings.max_rate is None else settings.max_rate
+    scale = spec.scale if settings.scale is None else settings.scale
+    flat = check_samples(x, model, where=where).reshape(-1, math.prod(spec.shape))
+    if encoding != "current" and (flat < 0).any():
+        neg = int(np.count_nonzero(flat < 0))
+        raise InputError(f"{where}: x must be >= 0 for the {encoding!r} encoding (values are rates), got "
+                         f"{neg} negative value(s) (min {flat.min():.4g}). Scale x to [0, 1], "
+                         "e.g. (x - x.min()) / (x.max() - x.min()).")
+    flat.setflags(write=False)
 
     if encoding != "current":
         p = flat * max_rate * model.dt
@@ -284,54 +286,37 @@ def encode(
                 AccuracyWarning,
                 stacklevel=2,
             )
-    return EncodedInput(encoding=encoding, steps=int(steps), dt=model.dt, max_rate=max_rate, scale=scale,
-                        seed=int(seed), x=flat, input_shape=spec.shape)
+    return EncodedInput(encoding=encoding, steps=settings.steps, dt=model.dt, max_rate=max_rate, scale=scale,
+                        seed=settings.seed, x=flat, input_shape=spec.shape)
 
 
-def _real(value: object, name: str, *, positive: bool) -> float:
-    """A finite float (and > 0 when ``positive``) for an encoder option."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > 0 or not positive)
-    if not ok:
-        need = "a finite number > 0" if positive else "a finite number"
-        raise InputError(f"encode: {name} must be {need}, got {value!r}. "
-                         f"Pass e.g. {name}={1000.0 if positive else 1.0}.")
-    return v
+
+def run_input(model: SpikingModel, x: object, *, where: str, **settings: Any) -> tuple[RunSettings, EncodedInput]:
+    """The settings of a run and its input: ``x`` encoded with them, or ``x`` itself if already encoded.
+
+    What :func:`~evsnn.simulate`, :func:`~evsnn.validate` and
+    :func:`~evsnn.validation.convergence` do first. ``settings`` are
+    :class:`~evsnn.settings.RunSettings` fields. An :class:`EncodedInput` carries
+    its own steps (``steps`` may be left out, or must match) and must have been
+    encoded for ``model``.
+    """
+    steps = settings.pop("steps", None)
+    if isinstance(x, EncodedInput):
+        if steps is not None and steps != x.steps:
+            raise InputError(f"{where}: steps must match the encoded input's {x.steps}, got {steps}. "
+                             "Leave steps out when passing an EncodedInput.")
+        if x.input_shape != model.input.shape or x.dt != model.dt:
+            raise InputError(
+                f"{where}: the encoded input must be made for this model (input shape {model.input.shape}, "
+                f"dt {model.dt:g} s), got input shape {x.input_shape} and dt {x.dt:g} s. "
+                "Encode it with evsnn.encoding.encode(model, ...)."
+            )
+        return run_settings(where, {**settings, "steps": x.steps}), x
+    run = run_settings(where, {**settings, "steps": steps})
+    return run, encode_with(model, x, run)
 
 
-def _check_x(x: object, shape: tuple[int, ...], encoding: str) -> np.ndarray:
-    """``x`` as a read-only float64 array of shape (N, prod(shape)), validated."""
-    where = "encode"
-    try:
-        arr = np.asarray(x)
-    except Exception as err:  # ragged lists, objects numpy cannot convert
-        raise InputError(f"{where}: x must be a numeric array, got {type(x).__name__}. "
-                         "Pass a numpy array.") from err
-    if arr.dtype.kind not in "biuf":
-        raise InputError(f"{where}: x must be a real numeric array, got dtype {arr.dtype}. "
-                         "Convert it with np.asarray(x, dtype=float).")
-    want = "(N, " + ", ".join(map(str, shape)) + ")"
-    if arr.shape == shape:
-        raise InputError(f"{where}: x must have shape {want} (a batch of the model's input shape {shape}), "
-                         f"got {arr.shape}, a single sample. Add a batch axis, e.g. x[None].")
-    if arr.shape[1:] != shape:
-        raise InputError(f"{where}: x must have shape {want} (a batch of the model's input shape {shape}), "
-                         f"got {arr.shape}. Reshape it to (-1, {', '.join(map(str, shape))}).")
-    if arr.shape[0] == 0:
-        raise InputError(f"{where}: x must hold at least one sample, got shape {arr.shape}. "
-                         "Pass a non-empty batch.")
-    flat = np.array(arr, dtype=np.float64, order="C", copy=True).reshape(arr.shape[0], -1)
-    finite = np.isfinite(flat)
-    if not finite.all():
-        bad = int(flat.size - np.count_nonzero(finite))
-        raise InputError(f"{where}: x must be finite, got {bad} NaN/inf value(s). "
-                         "Clean the input, e.g. with np.nan_to_num(x).")
-    if encoding != "current" and (flat < 0).any():
-        neg = int(np.count_nonzero(flat < 0))
-        raise InputError(f"{where}: x must be >= 0 for the {encoding!r} encoding (values are rates), got "
-                         f"{neg} negative value(s) (min {flat.min():.4g}). Scale x to [0, 1], "
-                         "e.g. (x - x.min()) / (x.max() - x.min()).")
-    flat.setflags(write=False)
-    return flat
+def encode_with(model: SpikingModel, x: object, settings: RunSettings) -> EncodedInput:
+    """:func:`encode` with the encoder fields of ``settings``."""
+    return encode(model, x, steps=settings.steps, encoding=settings.encoding, seed=settings.seed,
+                  max_rate=settings.max_rate, scale=settings.scale)

@@ -9,7 +9,8 @@ Each class also inherits the built-in exception it specialises, so that
     ├── InputError(ValueError)         simulation input: shape, NaN, steps, rates
     ├── FormatError(OSError)           unreadable file, bad encoding
     │   └── UnsupportedVersionError    newer or unknown format/encoding version
-    └── EngineError(RuntimeError)      unknown engine, missing optional dependency
+    └── EngineError(RuntimeError)      unknown or misconfigured engine
+        └── DependencyError(ImportError)   a missing optional dependency (brian2, matplotlib)
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ __all__ = [
     "FormatError",
     "UnsupportedVersionError",
     "EngineError",
+    "DependencyError",
     "EvsnnWarning",
     "AccuracyWarning",
-    "EfficiencyWarning",
 ]
 
 
@@ -62,13 +63,16 @@ class EngineError(EvsnnError, RuntimeError):
     """A simulation engine is unknown, misconfigured or missing a dependency."""
 
 
+class DependencyError(EngineError, ImportError):
+    """An optional dependency is missing (matplotlib for plots, an engine's simulator); the message says how to install it.
+
+    An EngineError, so that code catching a missing engine dependency keeps working.
+    """
+
+
 class EvsnnWarning(UserWarning):
     """Base class of every warning issued by evsnn."""
 
 
 class AccuracyWarning(EvsnnWarning):
     """A setting is likely to cost accuracy (e.g. clipped input rates)."""
-
-
-class EfficiencyWarning(EvsnnWarning):
-    """A setting is likely to cost speed or memory."""

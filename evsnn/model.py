@@ -32,16 +32,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .checks import check_array, check_name, check_shape
+from .display import describe_op, summary
 from .errors import ModelError
 from .equality import BitExact
 from .ops import Conv2d, Dense, Operator, Sparse
+from .settings import ENCODINGS
 
 __all__ = ["InputSpec", "NeuronSpec", "Population", "Projection", "SpikingModel", "INPUT"]
 
 #: Name by which projections refer to the model's input.
 INPUT = "input"
 
-ENCODINGS = ("current", "poisson", "regular")
 NEURON_KINDS = ("if", "lif", "srm")
 RESETS = ("subtract", "zero")
 READOUTS = ("count", "membrane")
@@ -288,7 +289,7 @@ class Projection(BitExact):
         object.__setattr__(self, "delay", int(self.delay))
 
     def __repr__(self) -> str:
-        return f"Projection({self.name!r}, {self.source} -> {self.target}, {_describe_op(self.op)}, delay={self.delay})"
+        return f"Projection({self.name!r}, {self.source} -> {self.target}, {describe_op(self.op)}, delay={self.delay})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -478,7 +479,7 @@ class SpikingModel(BitExact):
 
     def summary(self) -> str:
         """A readable table: layers, shapes, neurons, parameters, synapses and provenance."""
-        return _summary(self)
+        return summary(self)
 
 
 def _as_tuple(items: object, cls: type, *, where: str, name: str) -> tuple:
@@ -560,64 +561,3 @@ def provenance_to_dict(prov: Mapping[str, Any]) -> dict[str, Any]:
         return v
     return plain(prov)
 
-
-# --- summary ------------------------------------------------------------------------------
-def _describe_op(op: Operator) -> str:
-    if isinstance(op, Conv2d):
-        co, ci, kh, kw = op.weight.shape
-        extra = "".join(f" {n}={v[0]}" if v[0] == v[1] else f" {n}={v}"
-                        for n, v in (("stride", op.stride), ("padding", op.padding)) if v != (1, 1) or n == "padding")
-        return f"conv2d {ci}→{co} {kh}x{kw}{extra}"
-    if isinstance(op, Dense):
-        return f"dense {op.n_in}→{op.n_out}"
-    return f"sparse {op.n_in}→{op.n_out}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [fmt(header), *(fmt(r) for r in rows)]
-
-
-def _summary(m: SpikingModel) -> str:
-    syn = {pr.name: (pr.op.n_synapses(), pr.op.n_connections()) for pr in m.projections}
-    total_syn = sum(s for s, _ in syn.values())
-    inp = m.input
-    enc = f"scale={inp.scale:g}" if inp.encoding == "current" else f"max_rate={inp.max_rate:g} Hz"
-    lines = [
-        f"SpikingModel: {len(m.populations)} populations, {m.n_neurons:,} neurons, "
-        f"{len(m.projections)} projections, {total_syn:,} synapses, {m.n_params:,} parameters",
-        f"dt={m.dt:g} s, readout={m.readout} of {m.output!r}",
-        f"input: shape={inp.shape}, encoding={inp.encoding}, {enc}",
-        "",
-    ]
-    lines += _table(
-        ["population", "shape", "neurons", "neuron", "bias"],
-        [[p.name, str(p.shape), f"{p.size:,}", p.neuron.describe(), "-" if p.bias is None else "yes"]
-         for p in m.populations],
-    )
-    lines.append("")
-    lines += _table(
-        ["projection", "source → target", "op", "delay", "weights", "synapses", "connections"],
-        [[pr.name, f"{pr.source} → {pr.target}", _describe_op(pr.op), str(pr.delay), f"{pr.op.n_params:,}",
-          f"{syn[pr.name][0]:,}", f"{syn[pr.name][1]:,}"] for pr in m.projections],
-    )
-    if m.provenance:
-        lines += ["", "provenance:"]
-        lines += _provenance_lines(m.provenance, "  ")
-    return "\n".join(lines)
-
-
-def _provenance_lines(prov: Mapping[str, Any], indent: str) -> list[str]:
-    lines = []
-    for key, value in prov.items():
-        if isinstance(value, Mapping):
-            lines.append(f"{indent}{key}:")
-            lines += _provenance_lines(value, indent + "  ")
-        elif isinstance(value, np.ndarray):
-            lines.append(f"{indent}{key}: array {value.dtype} {value.shape}")
-        else:
-            text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-            text = " ".join(text.split())  # one line, even for a multi-line repr
-            lines.append(f"{indent}{key}: {text if len(text) <= 100 else text[:97] + '...'}")
-    return lines

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .encoding import EncodedInput, encode
+from .encoding import EncodedInput, run_input
 from .engines import get_engine
 from .errors import InputError
 from .model import SpikingModel
@@ -22,16 +23,8 @@ def simulate(
     x: np.ndarray | EncodedInput,
     *,
     engine: str = "event",
-    steps: int | None = None,
-    encoding: str | None = None,
-    seed: int = 0,
-    max_rate: float | None = None,
-    scale: float | None = None,
-    batch_size: int = 64,
     record: Iterable[str] = (),
-    dtype: str = "float32",
-    progress: bool = False,
-    **engine_options,
+    **settings: Any,
 ) -> Result:
     """Simulate ``model`` on ``x`` and return a :class:`~evsnn.result.Result`.
 
@@ -44,23 +37,18 @@ def simulate(
         :func:`evsnn.encoding.encode`, to hand the identical spikes to several engines.
     engine : str, default="event"
         A registered engine name (:func:`evsnn.engines.available_engines`).
-    steps : int
-        Number of steps (required unless ``x`` is an EncodedInput).
-    encoding, max_rate, scale : optional
-        Override the model's InputSpec.
-    seed : int, default=0
-        Seed of the Poisson encoder.
-    batch_size : int, default=64
-        Samples simulated together; results do not depend on it (except for
-        float32 rounding when the event engine switches to dense BLAS).
     record : iterable of str
         Populations whose spike rasters to keep (``"all"`` for every one).
-    dtype : {"float32", "float64"}
-    progress : bool
-        Show a progress bar over samples.
-    **engine_options
-        Passed to the engine (e.g. ``dense_above`` for ``"event"``; ``propagation``,
-        ``codegen`` and ``dt`` for ``"brian2"``).
+    **settings
+        The run settings (:class:`evsnn.settings.RunSettings`): ``steps``
+        (required unless ``x`` is an EncodedInput), ``encoding``, ``seed``,
+        ``max_rate``, ``scale`` (default: the model's InputSpec), ``dtype``
+        (default "float32"), ``batch_size`` (default 64; results do not depend
+        on it, except for float32 rounding when the event engine switches to
+        dense BLAS), ``progress`` (a bar over samples) and ``options``:
+        ``options[engine]`` is passed to the engine (e.g. ``{"event":
+        {"dense_above": 0.1}}``, or ``propagation``, ``codegen`` and ``dt`` for
+        ``"brian2"``); other engines' options are ignored.
 
     Returns
     -------
@@ -73,23 +61,8 @@ def simulate(
     EngineError
         Unknown engine or a model feature the engine does not support.
     """
-    if isinstance(x, EncodedInput):
-        if steps is not None and steps != x.steps:
-            raise InputError(f"simulate: steps must match the encoded input's {x.steps}, got {steps}. "
-                             "Leave steps out when passing an EncodedInput.")
-        if x.input_shape != model.input.shape or x.dt != model.dt:
-            raise InputError(
-                f"simulate: the encoded input must be made for this model (input shape {model.input.shape}, "
-                f"dt {model.dt:g} s), got input shape {x.input_shape} and dt {x.dt:g} s. "
-                "Encode it with evsnn.encoding.encode(model, ...)."
-            )
-        encoded = x
-    else:
-        if steps is None:
-            raise InputError("simulate: steps must be given, e.g. steps=100.")
-        encoded = encode(model, x, steps=steps, encoding=encoding, seed=seed, max_rate=max_rate, scale=scale)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"simulate: batch_size must be a positive integer, got {batch_size!r}.")
+    run, encoded = run_input(model, x, where="simulate", **settings)
+    batch_size = run.batch_size
     names = [p.name for p in model.populations]
     record = frozenset(names if record == "all" or "all" in set(record) else record)
     unknown = sorted(record - set(names))
@@ -97,7 +70,7 @@ def simulate(
         raise InputError(f"simulate: record must name populations of the model {names}, got {unknown}.")
 
     start_setup = time.perf_counter()
-    runner = get_engine(engine)(model, dtype=dtype, **engine_options)
+    runner = get_engine(engine)(model, dtype=run.dtype, **run.engine_options(engine))
     runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
     runner.prepare(encoded)
     setup_time = time.perf_counter() - start_setup
@@ -105,7 +78,7 @@ def simulate(
     start = time.perf_counter()
     parts = []
     n = encoded.n_samples
-    with tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not progress, leave=False) as bar:
+    with tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not run.progress, leave=False) as bar:
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             parts.append(runner.run_batch(encoded, lo, hi, record))
@@ -126,9 +99,7 @@ def simulate(
         rasters[name] = Raster(*(a[order] for a in arrays), n_neurons=model.population(name).size)
     return Result(
         engine=engine,
-        settings={"steps": encoded.steps, "dt": model.dt, "encoding": encoded.encoding, "seed": encoded.seed,
-                  "max_rate": encoded.max_rate, "scale": encoded.scale, "batch_size": int(batch_size),
-                  "readout": model.readout, **runner.settings},
+        settings={**run.record(encoded), "dt": model.dt, "readout": model.readout, **runner.settings},
         predictions=final.argmax(axis=1),
         output=output,
         spike_counts=cat("spike_counts"),

@@ -21,7 +21,6 @@ the encoder.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -34,9 +33,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .encoding import encode
+from .display import require_matplotlib
+from .encoding import encode_with
 from .errors import EvsnnWarning, InputError
-from .model import NeuronSpec, SpikingModel
+from .model import RESETS, NeuronSpec, SpikingModel  # RESETS: soft and hard, the sweep's default
+from .settings import run_settings
 from .simulation import simulate
 
 __all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRESHOLDS", "ALPHAS", "plot_sweep"]
@@ -45,8 +46,6 @@ __all__ = ["sweep", "SweepResult", "CHOICE", "METHODS", "LEAKS", "RESETS", "THRE
 METHODS = ("baseline", "l4")
 #: Default leak factors per step (1.0: IF, no leak).
 LEAKS = (1.0, 0.99, 0.98, 0.95, 0.9)
-#: Reset modes: soft and hard.
-RESETS = ("subtract", "zero")
 #: Default threshold scales tried in every cell.
 THRESHOLDS = (0.4, 0.6, 0.8, 1.0, 1.2)
 #: Default L4 smoothing ratios tried in every ``l4`` cell.
@@ -136,18 +135,14 @@ def sweep(
     calibration: np.ndarray | None = None,
     x_eval: np.ndarray | None = None,
     y_eval: np.ndarray | None = None,
-    steps: int = 75,
-    encoding: str = "poisson",
     leaks: Sequence[float] = LEAKS,
     resets: Sequence[str] = RESETS,
     methods: Sequence[str] = METHODS,
     thresholds: Sequence[float] = THRESHOLDS,
     alphas: Sequence[float] = ALPHAS,
     l4_batch: int = 128,
-    seed: int = 0,
-    batch_size: int = 64,
     describe: dict[str, Any] | None = None,
-    progress: bool = True,
+    **settings: Any,
 ) -> SweepResult:
     """Run the leak × reset × method grid on a normalized model, resumably.
 
@@ -166,14 +161,15 @@ def sweep(
         ``l4_batch``); required when ``methods`` contains ``"l4"``.
     x_eval, y_eval : arrays, optional
         Evaluation images: each cell's chosen configuration is run on them once.
-    steps, encoding, seed, batch_size
-        Simulation settings, the same for every run.
     leaks, resets, methods, thresholds, alphas : sequences
         The grid (see the module constants for the defaults).
     describe : dict, optional
         Extra settings to record (and check on resume), e.g. the source network and image ranges.
-    progress : bool
-        Show a progress bar over runs.
+    **settings
+        The run settings (:class:`evsnn.settings.RunSettings`), the same for
+        every run: ``steps`` (required), ``encoding``, ``seed``, ``max_rate``,
+        ``scale`` (default: the model's), ``dtype``, ``batch_size``,
+        ``options``, and ``progress`` (a bar over runs).
 
     Returns
     -------
@@ -181,6 +177,7 @@ def sweep(
     """
     from .converters.l4 import l4_adjust
 
+    rs = run_settings("sweep", settings)
     leaks, resets, methods = [float(v) for v in leaks], list(resets), list(methods)
     thresholds, alphas = [float(v) for v in thresholds], [float(v) for v in alphas]
     _check_grid(leaks, resets, methods, thresholds, alphas)
@@ -188,16 +185,15 @@ def sweep(
         raise InputError("sweep: methods include 'l4', which needs calibration images (training images).")
     if (x_eval is None) != (y_eval is None):
         raise InputError("sweep: x_eval and y_eval must be given together.")
-    settings = {"steps": int(steps), "encoding": encoding, "seed": int(seed), "select_samples": int(len(x_select)),
+    select = encode_with(base, x_select, rs)
+    evaluate = None if x_eval is None else encode_with(base, x_eval, rs)
+    settings = {**rs.record(select), "select_samples": int(len(x_select)),
                 "eval_samples": 0 if x_eval is None else int(len(x_eval)), "leaks": leaks, "resets": resets,
                 "methods": methods, "thresholds": thresholds, "alphas": alphas, "l4_batch": int(l4_batch),
                 "normalization": base.provenance.get("normalization", "unknown"), "choice": CHOICE,
                 **(describe or {})}
     runs = _read_log(Path(log), settings)
     done = {tuple(r[k] for k in _KEY): r for r in runs}
-    base = base.replace(input=dataclasses.replace(base.input, encoding=encoding))
-    select = encode(base, x_select, steps=steps, seed=seed)
-    evaluate = None if x_eval is None else encode(base, x_eval, steps=steps, seed=seed)
     y_select = np.asarray(y_select)
 
     def configured(leak: float, reset: str, method: str, threshold: float, alpha: float | None) -> SpikingModel:
@@ -210,7 +206,8 @@ def sweep(
         if key in done:
             return done[key]
         encoded, labels = (select, y_select) if kind == "select" else (evaluate, np.asarray(y_eval))
-        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, batch_size=batch_size)
+        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, dtype=rs.dtype,
+                          batch_size=rs.batch_size, options=rs.options)
         curve = result.accuracy_over_time(labels)
         record = dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
                       sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
@@ -222,7 +219,7 @@ def sweep(
     cells = [(leak, reset, method) for leak in leaks for reset in resets for method in methods]
     total = sum(len(thresholds) * (len(alphas) if m == "l4" else 1) for _, _, m in cells)
     total += 0 if x_eval is None else len(cells)
-    with tqdm(total=total, desc="sweep", unit="run", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc="sweep", unit="run", disable=not rs.progress, leave=False) as bar:
         for leak, reset, method in cells:
             for threshold in thresholds:
                 for alpha in (alphas if method == "l4" else [None]):
@@ -241,7 +238,7 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike) -> None:
     Uses the evaluation accuracy where the sweep was evaluated, else the selection accuracy.
     Needs matplotlib (``pip install "evsnn[plot]"``).
     """
-    plt = _pyplot()
+    plt = require_matplotlib()
     best = result.best()
     evaluated = all(b["eval_accuracy"] is not None for b in best)
     key = "eval_accuracy" if evaluated else "select_accuracy"
@@ -270,17 +267,6 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise InputError('Plotting needs matplotlib: pip install "evsnn[plot]".') from err
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _check_grid(leaks, resets, methods, thresholds, alphas) -> None:
     def fail(name: str, need: str, got) -> None:
         raise InputError(f"sweep: {name} must be {need}, got {got!r}.")

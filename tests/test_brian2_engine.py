@@ -26,7 +26,7 @@ from evsnn.engines import available_engines, get_engine  # noqa: E402
 from evsnn.errors import EngineError  # noqa: E402
 from evsnn.model import INPUT  # noqa: E402
 from evsnn.simulation import simulate  # noqa: E402
-from evsnn.validate import next_step_model  # noqa: E402
+from evsnn.validation import next_step_model  # noqa: E402
 from test_event_engine import CASES, assume_lively, gaussian_model, random_cases, results_equal  # noqa: E402
 
 pytestmark = pytest.mark.brian2
@@ -36,8 +36,9 @@ def event_and_brian2(model, x, steps, *, propagation="same_step", seed=0, **kw):
     """float64 event engine (on the equivalent model for next_step) and Brian2, on the same encoded input."""
     enc = encode(model, x, steps=steps, seed=seed)
     event_model = model if propagation == "same_step" else next_step_model(model, spiking_input=enc.is_spiking)
-    a = simulate(event_model, enc, dtype="float64", record="all", dense_above=1.0, **kw)
-    b = simulate(model, enc, engine="brian2", dtype="float64", record="all", propagation=propagation, **kw)
+    a = simulate(event_model, enc, dtype="float64", record="all", options={"event": {"dense_above": 1.0}}, **kw)
+    b = simulate(model, enc, engine="brian2", dtype="float64", record="all",
+                 options={"brian2": {"propagation": propagation}}, **kw)
     return a, b
 
 
@@ -104,7 +105,8 @@ def test_next_step_is_one_step_later_per_layer():
     enc = encode(model, np.array([[1.0]]), steps=12, max_rate=250.0)  # input spikes at steps 3, 7, 11
     first = {}
     for propagation in ("same_step", "next_step"):
-        r = simulate(model, enc, engine="brian2", dtype="float64", record="all", propagation=propagation)
+        r = simulate(model, enc, engine="brian2", dtype="float64", record="all",
+                     options={"brian2": {"propagation": propagation}})
         first[propagation] = [int(r.rasters[n].step.min()) for n in "abc"]
     assert first["same_step"] == [3, 3, 5]
     assert first["next_step"] == [4, 5, 8]
@@ -204,7 +206,8 @@ def test_finer_dt_converges_to_the_analytic_lif_rate():
     exact = np.floor(steps * dt / period)
     errors = []
     for k in (1, 10, 100):
-        r = simulate(model, currents[None], steps=steps, engine="brian2", dtype="float64", dt=dt / k)
+        r = simulate(model, currents[None], steps=steps, engine="brian2", dtype="float64",
+                     options={"brian2": {"dt": dt / k}})
         assert r.settings["substeps"] == k and r.settings["brian2_dt"] == pytest.approx(dt / k)
         errors.append(np.abs(r.spike_counts["n"].sum() - exact.sum()))
         if k == 100:
@@ -224,7 +227,8 @@ def test_finer_dt_keeps_input_spike_times_and_delays():
     enc = encode(model, np.array([[1.0, 0.5, 0.25]]), steps=10)
     want = simulate(model, enc, dtype="float64", record="all")
     for k in (1, 10):
-        got = simulate(model, enc, engine="brian2", dtype="float64", record="all", dt=model.dt / k)
+        got = simulate(model, enc, engine="brian2", dtype="float64", record="all",
+                       options={"brian2": {"dt": model.dt / k}})
         for name in "ab":
             np.testing.assert_array_equal(got.rasters[name].step, want.rasters[name].step, err_msg=f"{name}, k={k}")
             np.testing.assert_array_equal(got.rasters[name].neuron, want.rasters[name].neuron)
@@ -235,8 +239,6 @@ def test_finer_dt_keeps_input_spike_times_and_delays():
 # Built once, reused; options; errors; registry
 # ============================================================================================
 def test_network_is_built_once_for_many_samples(monkeypatch):
-    import brian2
-
     built, restored = [], []
     original_init, original_restore = brian2.Network.__init__, brian2.Network.restore
 
@@ -275,7 +277,7 @@ def test_float32_runs_and_is_recorded():
     model, x = gaussian_model("poisson", "count")
     enc = encode(model, x[:3], steps=20)
     b32 = simulate(model, enc, engine="brian2", dtype="float32", record="all")
-    e32 = simulate(model, enc, dtype="float32", record="all", dense_above=1.0)
+    e32 = simulate(model, enc, dtype="float32", record="all", options={"event": {"dense_above": 1.0}})
     assert b32.settings["dtype"] == "float32" and e32.rasters.keys() == b32.rasters.keys()
 
     def events(result):
@@ -288,7 +290,8 @@ def test_float32_runs_and_is_recorded():
 
 def test_settings_are_recorded():
     model, x = CASES["if_soft"]("poisson")
-    r = simulate(model, x[:1], steps=3, engine="brian2", propagation="next_step", dt=model.dt / 2)
+    r = simulate(model, x[:1], steps=3, engine="brian2",
+                 options={"brian2": {"propagation": "next_step", "dt": model.dt / 2}})
     assert r.settings["propagation"] == "next_step" and r.settings["codegen"] == "numpy"
     assert r.settings["substeps"] == 2 and r.settings["brian2_dt"] == model.dt / 2 and r.settings["dt"] == model.dt
 
@@ -303,7 +306,7 @@ def test_settings_are_recorded():
 def test_bad_options_are_engine_errors(options, match):
     model, x = CASES["if_soft"]("poisson")
     with pytest.raises(EngineError, match=match):
-        simulate(model, x, steps=3, engine="brian2", **options)
+        simulate(model, x, steps=3, engine="brian2", options={"brian2": options})
 
 
 def test_srm_with_a_leak_is_refused_by_name():
@@ -337,7 +340,7 @@ def test_cython_target_matches_event_engine():
     model, x = CASES["sparse"]("poisson")
     model = model.replace(populations=model.populations[:1], projections=model.projections[:1], output="h")
     enc = encode(model, x, steps=15)
-    a = simulate(model, enc, dtype="float64", record="all", dense_above=1.0)
-    b = simulate(model, enc, engine="brian2", dtype="float64", record="all", codegen="cython")
+    a = simulate(model, enc, dtype="float64", record="all", options={"event": {"dense_above": 1.0}})
+    b = simulate(model, enc, engine="brian2", dtype="float64", record="all", options={"brian2": {"codegen": "cython"}})
     assert b.settings["codegen"] == "cython" and a.spike_counts["h"].sum() > 0
     results_equal(a, b)

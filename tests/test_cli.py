@@ -127,7 +127,7 @@ def guarded(monkeypatch):
             raise _ExpensiveWorkRan(name)
         return patched
 
-    for module, name in (("simulation", "simulate"), ("validate", "validate"), ("validate", "convergence"),
+    for module, name in (("simulation", "simulate"), ("validation", "validate"), ("validation", "convergence"),
                          ("sweep", "sweep"), ("converters", "convert"), ("demo", "train_diehl")):
         module = importlib.import_module(f"evsnn.{module}")
         monkeypatch.setattr(module, name, refuse(f"{module.__name__}.{name}", getattr(module, name)))

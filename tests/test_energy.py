@@ -16,7 +16,7 @@ from evsnn.cli import main
 from evsnn.encoding import encode
 from evsnn.energy import (PRESETS, EnergyPreset, ann_ops_ir, ann_ops_torch, energy_report, get_preset,
                           load_preset, snn_ops, sops_from_rasters)
-from evsnn.errors import EngineError, FormatError, InputError
+from evsnn.errors import DependencyError, EngineError, FormatError, InputError
 from evsnn.io.datasets import mnist_split
 from evsnn.training import diehl_cnn, diehl_mlp
 from factories import make_mlp
@@ -443,7 +443,7 @@ def test_plot_errors(report, tmp_path, monkeypatch):
     with pytest.raises(EngineError, match=r"\.png, \.pdf or \.svg"):
         report.plot(tmp_path / "report.gif")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    with pytest.raises(EngineError, match=r'pip install "evsnn\[plot\]"'):
+    with pytest.raises(DependencyError, match=r'pip install "evsnn\[plot\]"'):
         report.plot(tmp_path / "report.png")
 
 

@@ -1,7 +1,7 @@
 """The event engine against an independent, naive reference simulator.
 
 The reference (``reference_run``) is a deliberately plain per-sample, per-neuron,
-per-synapse Python loop over the documented semantics (DESIGN.md, "Time and
+per-synapse Python loop over the documented semantics (docs/design.md, "Time and
 update order"):
 
 - per step ``t``, populations in model order; the input current of a
@@ -637,7 +637,8 @@ def results_equal(a, b, *, rtol=0.0, atol=0.0) -> None:
 def test_results_do_not_depend_on_batch_size(encoding, readout):
     model, x = gaussian_model(encoding, readout)
     x = x[:5]
-    runs = [simulate(model, x, steps=20, dtype="float64", record="all", batch_size=bs, dense_above=1.0)
+    runs = [simulate(model, x, steps=20, dtype="float64", record="all", batch_size=bs,
+                     options={"event": {"dense_above": 1.0}})
             for bs in (1, 2, 5)]
     assert runs[0].spike_counts["fc"].sum() > 0
     for other in runs[1:]:
@@ -649,8 +650,8 @@ def test_dense_blas_path_equals_event_loop_exactly_on_dyadic_model():
     rng = np.random.default_rng(13)
     model, _ = case_conv("poisson")
     x = inputs(rng, 10, (2, 8, 8))
-    a = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, dense_above=0.0)
-    b = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, dense_above=1.0)
+    a = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, options={"event": {"dense_above": 0.0}})
+    b = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, options={"event": {"dense_above": 1.0}})
     assert a.settings["dense_above"] == 0.0 and b.settings["dense_above"] == 1.0
     results_equal(a, b)
     assert_matches(a, reference_run(model, x, 20), model)
@@ -658,8 +659,8 @@ def test_dense_blas_path_equals_event_loop_exactly_on_dyadic_model():
 
 def test_dense_blas_path_close_to_event_loop():
     model, x = gaussian_model("poisson", "membrane")
-    a = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, dense_above=0.0)
-    b = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, dense_above=1.0)
+    a = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, options={"event": {"dense_above": 0.0}})
+    b = simulate(model, x, steps=20, dtype="float64", record="all", batch_size=10, options={"event": {"dense_above": 1.0}})
     assert a.spike_counts["conv"].sum() > 0
     results_equal(a, b, rtol=0, atol=1e-12)
 

@@ -67,7 +67,7 @@ def test_rates_above_one_spike_per_step_warn_and_clip(x):
 def test_unknown_engine_lists_the_registered_ones(x):
     with pytest.raises(evsnn.EngineError, match="Engine 'brain2' is not registered; available: 'brian2', 'event'"):
         evsnn.simulate(make_mlp(), x, steps=5, engine="brain2")
-    with pytest.raises(evsnn.EngineError, match="dtype must be 'float32' or 'float64'"):
+    with pytest.raises(InputError, match="simulate: dtype must be .float32. or .float64."):
         evsnn.simulate(make_mlp(), x, steps=5, dtype="float16")
 
 

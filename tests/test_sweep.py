@@ -30,6 +30,7 @@ def small_model() -> evsnn.SpikingModel:
 
 def run(log, **kwargs):
     options = dict(x_select=X[:12], y_select=Y[:12], calibration=X, x_eval=X[12:], y_eval=Y[12:], log=log, steps=10,
+                   encoding="poisson",
                    leaks=(1.0, 0.9), resets=("subtract",), thresholds=(0.5, 1.0), alphas=(1.0,), progress=False)
     return sweep(small_model(), **{**options, **kwargs})
 

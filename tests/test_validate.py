@@ -14,7 +14,7 @@ from evsnn.cli import main  # noqa: E402
 from evsnn.encoding import encode  # noqa: E402
 from evsnn.errors import EngineError, InputError  # noqa: E402
 from evsnn.model import INPUT  # noqa: E402
-from evsnn.validate import Comparison, compare, convergence, next_step_model, validate  # noqa: E402
+from evsnn.validation import Comparison, compare, convergence, next_step_model, validate  # noqa: E402
 from test_event_engine import CASES, gaussian_model  # noqa: E402
 
 pytestmark = pytest.mark.brian2
@@ -26,7 +26,7 @@ def dense_spikes(result, model, n, steps):
 
 def event_simulator(model, encoded):
     """A user's simulator, as the harness sees it: model and encoded input in, rasters per population out."""
-    r = evsnn.simulate(model, encoded, dtype="float64", record="all", dense_above=1.0)
+    r = evsnn.simulate(model, encoded, dtype="float64", record="all", options={"event": {"dense_above": 1.0}})
     return dense_spikes(r, model, encoded.n_samples, encoded.steps)
 
 

@@ -20,7 +20,8 @@ from torch import nn
 from ..errors import ConversionError
 from ..model import InputSpec, NeuronSpec, SpikingModel
 from .l4 import LAYERS, l4_adjust
-from .normalize import calibration_input, data_based, model_based, percentile_based
+from ..settings import check_samples
+from .normalize import data_based, model_based, percentile_based
 from .torch_import import import_torch
 
 __all__ = ["convert", "import_torch", "l4_adjust", "NORMS"]
@@ -94,8 +95,10 @@ def convert(
     Raises
     ------
     ConversionError
-        For an unknown option, missing or invalid ``calibration``, a bias under
+        For an unknown option, missing ``calibration``, a bias under
         ``zero_bias``, or a network that cannot be converted.
+    InputError
+        For invalid ``calibration`` samples (:func:`evsnn.settings.check_samples`).
 
     Examples
     --------
@@ -123,7 +126,7 @@ def convert(
     if zero_bias:
         _check_zero_bias(model)
     provenance = {**model.provenance, "normalization": norm, "zero_bias": bool(zero_bias)}
-    x = None if calibration is None else calibration_input(model, calibration, "convert")
+    x = None if calibration is None else check_samples(calibration, model, where="convert", name="calibration samples")
     if norm == "model":
         model, factors = model_based(model)
     elif norm == "data":

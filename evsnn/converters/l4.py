@@ -43,7 +43,8 @@ import numpy as np
 from ..errors import ConversionError
 from ..model import INPUT, SpikingModel
 from ..ops import Conv2d, Sparse
-from .normalize import activations, calibration_input, scale_op
+from ..settings import check_samples
+from .normalize import activations, scale_op
 
 __all__ = ["l4_adjust", "LAYERS"]
 
@@ -85,13 +86,15 @@ def l4_adjust(model: SpikingModel, x: np.ndarray, *, alpha: float = 1.0, layers:
     ------
     ConversionError
         For a bad ``alpha`` or ``layers``, a population with several input
-        projections or per-neuron thresholds, or bad calibration samples.
+        projections or per-neuron thresholds.
+    InputError
+        For bad calibration samples.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not (0 <= alpha < np.inf):
         raise ConversionError(f"l4_adjust: alpha must be a finite number >= 0, got {alpha!r}.")
     if layers not in LAYERS:
         raise ConversionError(f"l4_adjust: layers must be one of {', '.join(map(repr, LAYERS))}, got {layers!r}.")
-    x = calibration_input(model, x, "l4_adjust")
+    x = check_samples(x, model, where="l4_adjust", name="calibration samples")
     targets = [model.populations[0].name] if layers == "first" else [p.name for p in model.populations]
     if model.readout == "membrane" and model.output in targets and len(targets) > 1:
         targets.remove(model.output)  # a non-spiking readout has no threshold to balance

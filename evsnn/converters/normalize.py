@@ -39,26 +39,11 @@ import numpy as np
 from ..errors import ConversionError
 from ..model import INPUT, SpikingModel
 from ..ops import Operator, Sparse
+from ..settings import check_samples
 
-__all__ = ["activations", "model_based", "data_based", "percentile_based", "rescale", "scale_op", "calibration_input"]
+__all__ = ["activations", "model_based", "data_based", "percentile_based", "rescale", "scale_op"]
 
 _CHUNK = 256  # calibration samples per forward pass
-
-
-def calibration_input(model: SpikingModel, x: object, where: str) -> np.ndarray:
-    """Check calibration samples against the model's input and return them as float64 ``(N, *input.shape)``."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise ConversionError(f"{where}: calibration samples must hold real numbers, got dtype {x.dtype}.")
-    if x.ndim < 2 or x.shape[0] < 1 or x.shape[1:] != model.input.shape:
-        raise ConversionError(f"{where}: calibration samples must have shape (N, {', '.join(map(str, model.input.shape))})"
-                              f" with N >= 1, got {x.shape}.")
-    x = x.astype(np.float64)
-    bad = int(np.count_nonzero(~np.isfinite(x)))
-    if bad:
-        raise ConversionError(f"{where}: calibration samples must be finite, got {bad} NaN or infinite value(s). "
-                              "Remove or replace them in the calibration set.")
-    return x
 
 
 def activations(model: SpikingModel, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,7 +101,7 @@ def data_based(model: SpikingModel, x: np.ndarray) -> tuple[SpikingModel, dict[s
     factors : dict of str -> float
         :math:`\lambda_l` per population.
     """
-    acts = activations(model, calibration_input(model, x, "data_based"))
+    acts = activations(model, check_samples(x, model, where="data_based", name="calibration samples"))
     factors = {}
     for pop in model.populations:
         max_weight = max(float(np.max(pr.op.weights, initial=0.0)) for pr in model.projections_into(pop.name))
@@ -147,7 +132,7 @@ def percentile_based(model: SpikingModel, x: np.ndarray, p: float = 99.9) -> tup
     if isinstance(p, bool) or not isinstance(p, Real) or not 0 < p <= 100:
         raise ConversionError(f"percentile_based: p must be a number in (0, 100], got {p!r}. The usual choice "
                               "is 99.9 or 99.99.")
-    acts = activations(model, calibration_input(model, x, "percentile_based"))
+    acts = activations(model, check_samples(x, model, where="percentile_based", name="calibration samples"))
     factors = {}
     for pop in model.populations:
         active = acts[pop.name][acts[pop.name] > 0]

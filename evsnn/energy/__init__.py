@@ -15,7 +15,8 @@ torch module, or a plot).
 
 from .counting import (AnnLayerOps, OpSeries, ann_ops_ir, ann_ops_torch, snn_ops, sops_from_rasters)
 from .presets import OP_CLASSES, PRESETS, EnergyPreset, available_presets, get_preset, load_preset
-from .report import EnergyReport, energy_report, format_energy
+from .report import EnergyReport, energy_report
+from .text import format_energy
 
 __all__ = [
     "energy_report", "EnergyReport", "EnergyPreset", "PRESETS", "OP_CLASSES", "get_preset", "load_preset",

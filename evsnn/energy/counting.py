@@ -36,10 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import describe_op
 from ..errors import InputError
 from ..model import INPUT, SpikingModel
 from ..ops import Conv2d, Operator, Sparse
 from ..result import Raster, Result
+from ..settings import check_samples
 
 __all__ = ["OpSeries", "AnnLayerOps", "snn_ops", "ann_ops_torch", "ann_ops_ir", "sops_from_rasters",
            "SOP_CONVENTIONS", "INPUT_MAC_CONVENTIONS"]
@@ -106,15 +108,6 @@ def _check_choice(value: object, choices: tuple[str, ...], name: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def _describe(op: Operator) -> str:
-    if isinstance(op, Conv2d):
-        co, ci, kh, kw = op.weight.shape
-        extra = "".join(f" {n}={v[0] if v[0] == v[1] else v}" for n, v, default in
-                        (("stride", op.stride, (1, 1)), ("padding", op.padding, (0, 0))) if v != default)
-        return f"conv2d {ci}→{co} {kh}x{kw}{extra}"
-    return f"{op.kind} {op.n_in}→{op.n_out}"
-
-
 def check_result_matches(result: Result, model: SpikingModel) -> None:
     """Raise InputError unless ``result`` comes from a run of ``model`` (same populations and projections)."""
     sizes = {p.name: p.size for p in model.populations}
@@ -164,7 +157,7 @@ def snn_ops(result: Result, model: SpikingModel, *, sop_convention: str = "nonze
     sops = result.sops_nominal if sop_convention == "nominal" else result.sops
     out = []
     for pr in model.projections:
-        detail = f"{pr.source} → {pr.target}, {_describe(pr.op)}"
+        detail = f"{pr.source} → {pr.target}, {describe_op(pr.op)}"
         if pr.name in sops:
             counts = np.asarray(sops[pr.name], dtype=np.int64)
             out.append(OpSeries(pr.name, "projection", "sop", detail, counts.sum(axis=1), counts.mean(axis=0)))
@@ -215,10 +208,7 @@ def ann_ops_ir(model: SpikingModel, x: np.ndarray | None = None, *, batch_size: 
     fan = {pr.name: pr.op.fan_out()[1] for pr in model.projections}  # connections: conv padding excluded
     effective: dict[str, list[np.ndarray]] = {pr.name: [] for pr in model.projections}
     if x is not None:
-        x = np.asarray(x)
-        if x.shape[1:] != model.input.shape:
-            raise InputError(f"energy: x must have shape (N, {', '.join(map(str, model.input.shape))}), "
-                             f"got {x.shape}.")
+        x = check_samples(x, model, where="energy")
         for lo in range(0, x.shape[0], batch_size):
             xb = x[lo:lo + batch_size]
             acts = model.ann_forward(xb)
@@ -237,7 +227,7 @@ def ann_ops_ir(model: SpikingModel, x: np.ndarray | None = None, *, batch_size: 
         pop = model.population(pr.target)
         bias = int(np.count_nonzero(pop.bias)) if pop.bias is not None and biased_first[pr.target] == pr.name else 0
         eff = np.concatenate(effective[pr.name]).astype(np.int64) if x is not None else None
-        out.append(AnnLayerOps(pr.name, f"{pr.source} → {pr.target}, {_describe(pr.op)}", _dense_macs(pr.op),
+        out.append(AnnLayerOps(pr.name, f"{pr.source} → {pr.target}, {describe_op(pr.op)}", _dense_macs(pr.op),
                                eff, bias))
     return out
 

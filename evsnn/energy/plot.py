@@ -7,30 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from ..display import require_matplotlib
 from ..errors import EngineError
+from .text import OP_LABELS, UNITS, energy_unit
 
-__all__ = ["plot_report", "require_matplotlib", "SUFFIXES"]
+__all__ = ["plot_report", "SUFFIXES"]
 
 #: File types a figure can be written as.
 SUFFIXES = (".png", ".pdf", ".svg")
 
 _COLORS = {"sop": "#1f77b4", "input_mac": "#d62728", "update_if": "#2ca02c", "update_lif": "#2ca02c",
            "update_srm": "#2ca02c", "bias_add": "#9467bd"}
-_LABEL = {"sop": "SOPs", "input_mac": "input MACs", "update_if": "IF updates", "update_lif": "LIF updates",
-          "update_srm": "SRM updates", "bias_add": "bias adds"}
-
-
-def require_matplotlib():
-    """Import matplotlib with the Agg backend, or explain how to install it."""
-    try:
-        import matplotlib
-    except ModuleNotFoundError as err:
-        raise EngineError('Plotting energy reports needs matplotlib; install it with pip install "evsnn[plot]".') \
-            from err
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
@@ -46,7 +33,6 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     if path.suffix.lower() not in SUFFIXES:
         raise EngineError(f"plot: the file name must end in .png, .pdf or .svg, got {path.name!r}.")
     plt = require_matplotlib()
-    from .report import energy_unit
 
     t = d["time"]
     steps = np.arange(1, d["steps"] + 1)
@@ -90,7 +76,7 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     priced = [it for it in items if it["energy_pj"] is not None and it["count"]["mean"] > 0]
     total = max(sum(it["energy_pj"]["mean"] for it in priced), 1e-30)
     unit = energy_unit(total / max(len(names), 1))
-    scale = {"pJ": 1.0, "nJ": 1e3, "μJ": 1e6, "mJ": 1e9, "J": 1e12}[unit]
+    scale = UNITS[unit]
     left = np.zeros(len(names))
     y = np.arange(len(names))[::-1]
     for op in _COLORS:
@@ -99,7 +85,7 @@ def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
             if it["op"] == op:
                 widths[names.index(it["item"])] += it["energy_pj"]["mean"] / scale
         if widths.any():
-            bx.barh(y, widths, left=left, color=_COLORS[op], label=_LABEL[op], height=0.6)
+            bx.barh(y, widths, left=left, color=_COLORS[op], label=f"{OP_LABELS[op]}s", height=0.6)
             left += widths
     for yi, width in zip(y, left):  # the total of each bar, readable however small the bar
         bx.text(width, yi, f" {width:.3g}", va="center", ha="left", fontsize=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import EngineError
+from ..errors import DependencyError, EngineError
 
 __all__ = ["register_engine", "get_engine", "available_engines"]
 
@@ -34,7 +34,8 @@ def get_engine(name: str) -> type:
         try:
             importlib.import_module(_LAZY[key])  # registers it
         except ImportError as err:
-            raise EngineError(f"Engine {key!r} could not be imported ({err}); install its dependencies.") from err
+            raise DependencyError(f"Engine {key!r} could not be imported ({err}); install its dependencies.") \
+                from err
     if key not in _ENGINES:
         names = ", ".join(repr(n) for n in available_engines())
         raise EngineError(f"Engine {name!r} is not registered; available: {names}.")

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..encoding import EncodedInput
 from ..errors import EngineError
+from ..settings import DTYPES
 from ..model import INPUT, SpikingModel
 from . import memory
 
@@ -53,7 +54,7 @@ class Engine:
     name = "engine"
 
     def __init__(self, model: SpikingModel, *, dtype: str = "float32"):
-        if str(dtype) not in ("float32", "float64"):
+        if str(dtype) not in DTYPES:
             raise EngineError(f"Engine {self.name!r}: dtype must be 'float32' or 'float64', got {dtype!r}.")
         self.model = model
         self.dtype = np.dtype(dtype)

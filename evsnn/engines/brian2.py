@@ -33,7 +33,7 @@ The network
 Time and update order
 ---------------------
 ``propagation="same_step"`` (default) is the event engine's convention
-(DESIGN.md, "Time and update order"): a delay-0 spike crosses every layer
+(docs/design.md, "Time and update order"): a delay-0 spike crosses every layer
 within the step it was emitted. Brian2's schedule is arranged for it: all
 objects run in the ``groups`` slot, ordered per population (in model order)
 as synaptic pathways into it, its update, its thresholder, its resetter.
@@ -111,6 +111,7 @@ from ..encoding import EncodedInput
 from ..errors import EngineError
 from ..model import INPUT, NEURON_KINDS, Population, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
+from ..settings import PROPAGATIONS
 from . import memory, register_engine
 from .base import BatchOutput, Engine
 from .neurons import NeuronParams
@@ -137,7 +138,6 @@ def _quiet_parser():
         yield
 
 
-PROPAGATIONS = ("same_step", "next_step")
 CODEGENS = ("numpy", "cython")
 
 

@@ -1,6 +1,6 @@
 """The event-driven engine: a scipy.sparse event queue with exact SOP counts.
 
-Per step ``t`` and population, in topological order (DESIGN.md, "Time and
+Per step ``t`` and population, in topological order (docs/design.md, "Time and
 update order"):
 
 1. take the input due at ``t`` from the population's ring buffer (slot
@@ -50,7 +50,7 @@ from ..model import INPUT, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from . import register_engine
 from .base import BatchOutput, Engine
-from .neurons import NeuronParams, NeuronState, initial_state, integrate, neuron_step
+from .neurons import NeuronParams, initial_state, integrate, neuron_step
 
 __all__ = ["EventEngine"]
 
