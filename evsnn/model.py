@@ -282,10 +282,10 @@ class Projection(BitExact):
                 raise ModelError(f"{where}: {end} must be a population name, got {value!r}.")
         if not isinstance(self.op, (Dense, Conv2d, Sparse)):
             raise ModelError(f"{where}: op must be Dense, Conv2d or Sparse, got {type(self.op).__name__}.")
-        if (isinstance(self.delay, bool) or not isinstance(self.delay, (int, np.integer))
-                or not 0 <= self.delay <= MAX_DELAY):
-            raise ModelError(f"{where}: delay must be an integer number of steps >= 0 and <= MAX_DELAY = "
-                             f"{MAX_DELAY}, got {self.delay!r}.")
+        if isinstance(self.delay, bool) or not isinstance(self.delay, (int, np.integer)) or self.delay < 0:
+            raise ModelError(f"{where}: delay must be an integer number of steps >= 0, got {self.delay!r}.")
+        if self.delay > MAX_DELAY:
+            raise ModelError(f"{where}: delay must be at most MAX_DELAY = {MAX_DELAY} steps, got {self.delay!r}.")
         object.__setattr__(self, "delay", int(self.delay))
 
     def __repr__(self) -> str:

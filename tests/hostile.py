@@ -105,7 +105,7 @@ CRAFTED: dict[str, tuple[Callable[[h5py.File], object], str]] = {
                                          compression="gzip"),
                         "/provenance/blob: declares shape (268435456,) but stores 0"),
     "delay 2**64-1": (lambda f: f["projections/skip"].attrs.__setitem__("delay", np.uint64(2**64 - 1)),
-                      "/projections/skip: Projection 'skip': delay must be an integer number of steps"),
+                      "/projections/skip: Projection 'skip': delay must be at most MAX_DELAY = 65536 steps"),
     "huge population": (lambda f: f["populations/out"].attrs.__setitem__("shape", np.array([2**40], "<i8")),
                         "/populations/out: Population 'out': shape (1099511627776,) holds"),
     "extra member": (lambda f: _array(f["populations/fc1"], "extra", data=np.ones(3)),

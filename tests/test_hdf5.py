@@ -316,6 +316,19 @@ def test_non_regular_paths_are_refused_without_blocking(tmp_path):
         evsnn.load(tmp_path)
 
 
+def test_model_bounds_name_the_layer():
+    from evsnn.model import MAX_DELAY, MAX_NEURONS
+
+    with pytest.raises(ModelError, match=f"Projection 'w': delay must be at most MAX_DELAY = {MAX_DELAY} steps"):
+        evsnn.Projection("w", "input", "out", evsnn.Dense(np.ones((1, 1))), delay=MAX_DELAY + 1)
+    assert evsnn.Projection("w", "input", "out", evsnn.Dense(np.ones((1, 1))), delay=MAX_DELAY).delay == MAX_DELAY
+    with pytest.raises(ModelError, match=r"Population 'big': shape \(8192, 8193\) holds 67117056 neurons, more than "
+                                         f"MAX_NEURONS = {MAX_NEURONS}"):
+        evsnn.Population("big", (8192, 8193))
+    with pytest.raises(ModelError, match="InputSpec: shape"):
+        evsnn.InputSpec((MAX_NEURONS + 1,))
+
+
 # --- save refuses what load refuses -----------------------------------------------------------
 @pytest.mark.parametrize("provenance, match", [
     ({"h": np.ones(3, np.float16)}, r"/provenance/h: arrays must be bool, integer, float32 or float64, got float16"),
