@@ -408,4 +408,5 @@ def test_run_settings_reach_the_library_with_its_names(files, monkeypatch, capsy
               "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--samples", "4", "--quiet",
               "--engine-option", "event.dense_above=0.25", "--engine-option", "brian2.codegen=numpy"])
     assert seen == {"engine": "event", "steps": 7, "encoding": "regular", "seed": 3, "max_rate": 250.0, "scale": 0.5,
-                    "dtype": "float64", "batch_size": 5, "progress": False, "dense_above": 0.25, "n": 4}
+                    "dtype": "float64", "batch_size": 5, "progress": False,
+                    "options": {"event": {"dense_above": 0.25}, "brian2": {"codegen": "numpy"}}, "n": 4}
