@@ -47,10 +47,15 @@ def edit(path: str | os.PathLike, fn: Callable[[h5py.File], object], *, stamp: b
         restamp(path)
 
 
+def text(value: str) -> np.bytes_:
+    """A string as h5py writes a fixed-length string attribute (version-2 files hold no variable-length ones)."""
+    return np.bytes_(value.encode("utf-8"))
+
+
 def _array(group: h5py.Group, name: str, **kwargs) -> h5py.Dataset:
     ds = group.create_dataset(name, **kwargs)
-    ds.attrs["encoding-type"] = "array"
-    ds.attrs["encoding-version"] = "1.0.0"
+    ds.attrs["encoding-type"] = text("array")
+    ds.attrs["encoding-version"] = text("1.0.0")
     return ds
 
 
@@ -76,8 +81,8 @@ def _vds(f: h5py.File) -> None:
     layout[:] = h5py.VirtualSource("../secret.h5", "data", shape=(16, 48))
     del f["projections/fc1/weight"]
     ds = f["projections/fc1"].create_virtual_dataset("weight", layout)
-    ds.attrs["encoding-type"] = "array"
-    ds.attrs["encoding-version"] = "1.0.0"
+    ds.attrs["encoding-type"] = text("array")
+    ds.attrs["encoding-version"] = text("1.0.0")
 
 
 #: name -> (edit of a file saved from ``make_everything(np.float32)``, what the error must say)
@@ -114,6 +119,20 @@ CRAFTED: dict[str, tuple[Callable[[h5py.File], object], str]] = {
     "extra attribute": (lambda f: f["input"].attrs.__setitem__("evil", 1), "/input: unknown attribute(s) ['evil']"),
     "threshold twice": (lambda f: f["populations/conv1"].attrs.__setitem__("threshold", 1.0),
                         "/populations/conv1: threshold is both an attribute and a dataset"),
+    "variable-length string": (lambda f: f["input"].attrs.__setitem__("encoding", "poisson"),
+                               "/input: attribute 'encoding': variable-length string refused"),
+    "compound attribute": (lambda f: f["input"].attrs.__setitem__("scale", np.zeros(1, "<f8,<i8")[0]),
+                           "/input: attribute 'scale': datatype compound (16 bytes) refused"),
+    "reference attribute": (lambda f: f["provenance"].attrs.__setitem__("ref", f["input"].ref),
+                            "/provenance: attribute 'ref': datatype reference (8 bytes) refused"),
+    "opaque attribute": (lambda f: f.attrs.__setitem__("dt", np.void(b"\x00" * 8)),
+                         "/: attribute 'dt': datatype opaque (8 bytes) refused"),
+    "enum dataset": (lambda f: _array(f["provenance"], "mood", data=np.zeros(3, "u1"),
+                                      dtype=h5py.enum_dtype({"SAD": 0, "GLAD": 1, "MAD": 2}, basetype="u1")),
+                     "/provenance/mood: datatype enum (1 bytes) refused"),
+    "variable-length dataset": (lambda f: _array(f["provenance"], "notes", data=["x" * 10] * 4,
+                                                 dtype=h5py.string_dtype()),
+                                "/provenance/notes: datatype variable-length string refused"),
     "unsupported filter": (lambda f: _replace(f, "projections/fc1/weight", data=np.ones((16, 48), "<f4"),
                                               compression="lzf"),
                            "/projections/fc1/weight: HDF5 filter(s) [32000] refused"),

@@ -15,7 +15,7 @@ import evsnn
 from evsnn import FormatError, ModelError, UnsupportedVersionError
 from evsnn.io import hdf5, integrity
 from factories import make_everything, make_mlp, models
-from hostile import CRAFTED, craft, edit, restamp
+from hostile import CRAFTED, craft, edit, restamp, text
 
 GOLDEN = Path(__file__).parent / "data" / "v0.1.0" / "everything.h5"
 
@@ -49,19 +49,56 @@ def test_golden_file_from_v0_1_0_still_reads():
 def test_layout_is_readable_with_plain_h5py(tmp_path):
     m = make_everything()
     evsnn.save(m, tmp_path / "m.h5")
-    with h5py.File(tmp_path / "m.h5", "r") as f:
-        assert f.attrs["format"] == "evsnn" and f.attrs["format_version"] == 2
+    with h5py.File(tmp_path / "m.h5", "r") as f:  # strings are fixed-length UTF-8, which h5py reads as bytes
+        assert f.attrs["format"] == b"evsnn" and f.attrs["format_version"] == 2
         assert f.userblock_size == integrity.USERBLOCK_SIZE
-        assert list(f["populations"].attrs["order"]) == ["conv1", "fc1", "out"]
+        assert list(f["populations"].attrs["order"]) == [b"conv1", b"fc1", b"out"]
         np.testing.assert_array_equal(f["projections/fc1/weight"][()], m.projections[1].op.weight)
         w = f["projections/skip/weight"]
-        assert w.attrs["encoding-type"] == "csr_matrix" and tuple(w.attrs["shape"]) == (16, 98)
+        assert w.attrs["encoding-type"] == b"csr_matrix" and tuple(w.attrs["shape"]) == (16, 98)
         ds = f["projections/conv1/weight"]
         assert ds.dtype == np.dtype("<f8") and ds.compression == "gzip" and ds.fletcher32 and ds.shuffle
 
         def stamped(name, node):  # every group and dataset carries its encoding
             assert "encoding-type" in node.attrs and "encoding-version" in node.attrs, name
         f.visititems(stamped)
+
+
+def test_version_2_files_hold_no_variable_length_data(tmp_path):
+    """No value lives in HDF5's global heap: every string is a fixed-length UTF-8 string in its attribute."""
+    m = make_everything().replace(provenance={"note": "héllo", "k": [1, 2], "nested": {"b": np.array([True])}})
+    evsnn.save(m, tmp_path / "m.h5")
+    seen = {"string": 0, "dataset": 0}
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        def check(name, node):
+            for key in node.attrs:
+                tid = node.attrs.get_id(key).get_type()
+                assert tid.get_class() in (h5py.h5t.STRING, h5py.h5t.INTEGER, h5py.h5t.FLOAT), (name, key)
+                if tid.get_class() == h5py.h5t.STRING:
+                    assert not tid.is_variable_str() and tid.get_cset() == h5py.h5t.CSET_UTF8, (name, key)
+                    # what anndata's attribute reader relies on to decode fixed-length strings
+                    assert h5py.check_string_dtype(node.attrs.get_id(key).dtype).length is not None
+                    seen["string"] += 1
+            if isinstance(node, h5py.Dataset):
+                assert node.id.get_type().get_class() in (h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.ENUM), name
+                seen["dataset"] += 1
+        check("/", f)
+        f.visititems(check)
+        assert f["provenance"].attrs["note"] == '"h\\u00e9llo"'.encode()
+    assert seen["string"] > 40 and seen["dataset"] > 5  # liveness: the walk saw the file
+
+
+def test_provenance_text_over_64_kib_round_trips(tmp_path):
+    """A JSON value larger than HDF5's 64 KiB attribute-message limit (dense attribute storage)."""
+    m = make_mlp().replace(provenance={"log": "x" * 200_000, "losses": [0.5] * 30_000, "d": {"t": "é" * 70_000}})
+    evsnn.save(m, tmp_path / "m.h5")
+    assert evsnn.load(tmp_path / "m.h5") == m
+
+
+def test_strings_that_are_not_utf8_are_refused(saved):
+    edit(saved, lambda f: f["populations/fc1"].attrs.__setitem__("neuron", np.bytes_(b"l\xffif")))
+    with pytest.raises(FormatError, match=r"/populations/fc1: attribute 'neuron' is not valid UTF-8"):
+        evsnn.load(saved)
 
 
 def test_save_keeps_permissions_and_accepts_str_paths(tmp_path):
@@ -124,12 +161,13 @@ CASES = {
     "missing attribute": (lambda f: f["projections/out"].attrs.__delitem__("delay"),
                           r"/projections/out: attribute 'delay' is missing"),
     "missing root attribute": (lambda f: f.attrs.__delitem__("dt"), r"model.h5:/: attribute 'dt' is missing"),
-    "mistyped attribute": (lambda f: f["input"].attrs.__setitem__("shape", "2x7x7"),
+    "mistyped attribute": (lambda f: f["input"].attrs.__setitem__("shape", text("2x7x7")),
                            r"/input: attribute 'shape' must be a 1-D integer array"),
     "wrong dtype": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones((16, 48), np.int32)),
                     r"/projections/fc1/weight: dtype must be float32 or float64, got int32"),
     "float16": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones((16, 48), np.float16)),
-                r"/projections/fc1/weight: dtype must be float32 or float64, got float16"),
+                r"/projections/fc1/weight: datatype float \(2 bytes\) refused: the format stores only standard "
+                r"integers, IEEE float32/float64 or bool"),
     "wrong ndim": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones(16 * 48, np.float32)),
                    r"/projections/fc1/weight: must have shape \(16, 48\) \(declared by the model\), got \(768,\)"),
     "wrong shape": (lambda f: replace_dataset(f, "projections/fc1/weight", np.ones((16, 47), np.float32)),
@@ -150,31 +188,31 @@ CASES = {
         r"/projections/skip/weight: Sparse: indices must lie in \[0, 98\), got range \[0, 98\]"),
     "csr lengths": (lambda f: replace_dataset(f, "projections/skip/weight/data", np.ones(3, np.float32)),
                     r"/projections/skip/weight/indices: must have shape \(3,\) \(declared by the model\), got \(491,\)"),
-    "unknown op": (lambda f: f["projections/fc1"].attrs.__setitem__("op", "lstm"),
+    "unknown op": (lambda f: f["projections/fc1"].attrs.__setitem__("op", text("lstm")),
                    r"/projections/fc1: attribute 'op' must be one of \['conv2d', 'dense', 'sparse'\], got 'lstm'"),
-    "unknown neuron": (lambda f: f["populations/fc1"].attrs.__setitem__("neuron", "hodgkin_huxley"),
+    "unknown neuron": (lambda f: f["populations/fc1"].attrs.__setitem__("neuron", text("hodgkin_huxley")),
                        r"/populations/fc1: NeuronSpec: kind must be one of 'if', 'lif', 'srm', got 'hodgkin_huxley'"),
-    "unknown reset": (lambda f: f["populations/fc1"].attrs.__setitem__("reset", "soft"),
+    "unknown reset": (lambda f: f["populations/fc1"].attrs.__setitem__("reset", text("soft")),
                       r"/populations/fc1: NeuronSpec: reset must be one of 'subtract', 'zero', got 'soft'"),
-    "unknown readout": (lambda f: f.attrs.__setitem__("readout", "rate"),
+    "unknown readout": (lambda f: f.attrs.__setitem__("readout", text("rate")),
                         r"model.h5:/: SpikingModel: readout must be one of 'count', 'membrane', got 'rate'"),
     "negative delay": (lambda f: f["projections/skip"].attrs.__setitem__("delay", np.int64(-1)),
                        r"/projections/skip: Projection 'skip': delay must be an integer number of steps >= 0"),
     "float delay": (lambda f: f["projections/skip"].attrs.__setitem__("delay", 1.5),
                     r"/projections/skip: attribute 'delay' must be an integer, got 1.5"),
     "projection to a missing population": (
-        lambda f: f["projections/out"].attrs.__setitem__("source", "ghost"),
+        lambda f: f["projections/out"].attrs.__setitem__("source", text("ghost")),
         r"/projections/out: attribute 'source' must name a population in /populations, got 'ghost'"),
     "population removed": (
         lambda f: (f.__delitem__("populations/fc1"),
-                   f["populations"].attrs.__setitem__("order", ["conv1", "out"])),
+                   f["populations"].attrs.__setitem__("order", np.array([b"conv1", b"out"]))),
         r"/projections/fc1: attribute 'target' must name a population in /populations, got 'fc1'"),
     "order disagrees with members": (
-        lambda f: f["populations"].attrs.__setitem__("order", ["conv1", "out", "fc1", "extra"]),
+        lambda f: f["populations"].attrs.__setitem__("order", np.array([b"conv1", b"out", b"fc1", b"extra"])),
         r"/populations: attribute 'order' must list each member once"),
-    "not an evsnn file": (lambda f: f.attrs.__setitem__("format", "nir"),
+    "not an evsnn file": (lambda f: f.attrs.__setitem__("format", text("nir")),
                           r"attribute 'format' must be 'evsnn', got 'nir': not an evsnn model"),
-    "bad provenance json": (lambda f: f["provenance"].attrs.__setitem__("flag", "{oops"),
+    "bad provenance json": (lambda f: f["provenance"].attrs.__setitem__("flag", text("{oops")),
                             r"/provenance: attribute 'flag' must be JSON text"),
 }
 
@@ -194,7 +232,7 @@ def test_newer_format_version_is_refused(saved):
 
 
 def test_newer_element_encoding_is_refused_naming_the_key(saved):
-    edit(saved, lambda f: f["projections/fc1"].attrs.__setitem__("encoding-version", "2.0.0"))
+    edit(saved, lambda f: f["projections/fc1"].attrs.__setitem__("encoding-version", text("2.0.0")))
     with pytest.raises(UnsupportedVersionError, match=r"/projections/fc1: encoding-version '2.0.0' of 'projection'"):
         evsnn.load(saved)
 

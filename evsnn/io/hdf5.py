@@ -68,6 +68,15 @@ MAX_NODES = 100_000
 #: data more than 1032-fold, so a dataset declaring more is a compression bomb or damaged.
 MAX_COMPRESSION_RATIO = 1100
 
+#: HDF5 number types a file may hold, either byte order (evsnn writes little-endian).
+_INT_TYPES = tuple(getattr(h5py.h5t, f"STD_{sign}{bits}{order}") for sign in "IU" for bits in (8, 16, 32, 64)
+                   for order in ("LE", "BE"))
+_FLOAT_TYPES = (h5py.h5t.IEEE_F32LE, h5py.h5t.IEEE_F32BE, h5py.h5t.IEEE_F64LE, h5py.h5t.IEEE_F64BE)
+_TYPE_CLASSES = {h5py.h5t.INTEGER: "integer", h5py.h5t.FLOAT: "float", h5py.h5t.TIME: "time",
+                 h5py.h5t.STRING: "string", h5py.h5t.BITFIELD: "bitfield", h5py.h5t.OPAQUE: "opaque",
+                 h5py.h5t.COMPOUND: "compound", h5py.h5t.REFERENCE: "reference", h5py.h5t.ENUM: "enum",
+                 h5py.h5t.VLEN: "variable-length sequence", h5py.h5t.ARRAY: "array"}
+
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
 #: HDF5 filter ids that save writes and load accepts (H5Z_FILTER_DEFLATE, _SHUFFLE, _FLETCHER32).
 _FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
@@ -260,9 +269,22 @@ def _file_mode(path: str) -> int:
         return 0o666 & ~umask
 
 
+def _text(node: h5py.HLObject, name: str, value: str | list[str]) -> None:
+    """Write a string (or a 1-D array of strings) as a *fixed-length* UTF-8 attribute.
+
+    Fixed-length strings live inside the attribute itself; variable-length ones
+    live in HDF5's global heap, whose parser crashes libhdf5 on crafted files
+    (docs/hdf5-format.md, "Why strings are fixed-length").
+    """
+    encoded = [v.encode("utf-8") for v in value] if isinstance(value, list) else value.encode("utf-8")
+    longest = max((len(v) for v in encoded), default=1) if isinstance(encoded, list) else len(encoded)
+    node.attrs.create(name, np.array(encoded, dtype=f"S{max(longest, 1)}"),
+                      dtype=h5py.string_dtype("utf-8", max(longest, 1)))
+
+
 def _stamp(node: h5py.HLObject, spec: IOSpec) -> None:
-    node.attrs["encoding-type"] = spec.encoding_type
-    node.attrs["encoding-version"] = spec.encoding_version
+    _text(node, "encoding-type", spec.encoding_type)
+    _text(node, "encoding-version", spec.encoding_version)
 
 
 def _write_array(group: h5py.Group, name: str, arr: np.ndarray) -> None:
@@ -277,30 +299,30 @@ def _ints(values: tuple[int, ...]) -> np.ndarray:
 
 
 def _write_model(f: h5py.File, m: SpikingModel) -> None:
-    f.attrs["format"] = FORMAT
+    _text(f, "format", FORMAT)
     f.attrs["format_version"] = np.int64(FORMAT_VERSION)
     _stamp(f, MODEL)
-    f.attrs["evsnn-version"] = __version__
+    _text(f, "evsnn-version", __version__)
     f.attrs["dt"] = np.float64(m.dt)
-    f.attrs["readout"] = m.readout
-    f.attrs["output"] = m.output
+    _text(f, "readout", m.readout)
+    _text(f, "output", m.output)
 
     g = f.create_group("input")
     _stamp(g, INPUT_SPEC)
     g.attrs["shape"] = _ints(m.input.shape)
-    g.attrs["encoding"] = m.input.encoding
+    _text(g, "encoding", m.input.encoding)
     g.attrs["max_rate"] = np.float64(m.input.max_rate)
     g.attrs["scale"] = np.float64(m.input.scale)
 
     pops = f.create_group("populations")
     _stamp(pops, ORDERED)
-    pops.attrs["order"] = [p.name for p in m.populations]
+    _text(pops, "order", [p.name for p in m.populations])
     for p in m.populations:
         _write_population(pops.create_group(p.name), p)
 
     projs = f.create_group("projections")
     _stamp(projs, ORDERED)
-    projs.attrs["order"] = [pr.name for pr in m.projections]
+    _text(projs, "order", [pr.name for pr in m.projections])
     for pr in m.projections:
         _write_projection(projs.create_group(pr.name), pr)
 
@@ -311,8 +333,8 @@ def _write_population(g: h5py.Group, p: Population) -> None:
     _stamp(g, POPULATION)
     n = p.neuron
     g.attrs["shape"] = _ints(p.shape)
-    g.attrs["neuron"] = n.kind
-    g.attrs["reset"] = n.reset
+    _text(g, "neuron", n.kind)
+    _text(g, "reset", n.reset)
     g.attrs["v_reset"] = np.float64(n.v_reset)
     g.attrs["beta"] = np.float64(n.beta)
     g.attrs["v_init_fraction"] = np.float64(n.v_init_fraction)
@@ -329,9 +351,9 @@ def _write_population(g: h5py.Group, p: Population) -> None:
 
 def _write_projection(g: h5py.Group, pr: Projection) -> None:
     _stamp(g, PROJECTION)
-    g.attrs["source"] = pr.source
-    g.attrs["target"] = pr.target
-    g.attrs["op"] = pr.op.kind
+    _text(g, "source", pr.source)
+    _text(g, "target", pr.target)
+    _text(g, "op", pr.op.kind)
     g.attrs["delay"] = np.int64(pr.delay)
     op = pr.op
     if isinstance(op, Sparse):
@@ -357,7 +379,7 @@ def _write_dict(g: h5py.Group, d: Mapping[str, Any]) -> None:
         elif isinstance(value, np.ndarray):
             _write_array(g, key, value)
         else:
-            g.attrs[key] = _json_text(value)
+            _text(g, key, _json_text(value))
 
 
 # ======================================================================================
@@ -392,7 +414,7 @@ def load(path: str | os.PathLike) -> SpikingModel:
             f"{path}: file must be an HDF5 file written by evsnn.save(), got an unreadable or "
             f"truncated file ({_one_line(err)})."
         ) from err
-    r = _Reader(path)
+    r = _Reader(path, layout)
     with f:
         try:
             _check_structure(r, f)
@@ -406,6 +428,37 @@ def load(path: str | os.PathLike) -> SpikingModel:
         warnings.warn(f"{path}: format version 1 has no digest, so damage to the file cannot be detected; "
                       "save it again to upgrade it to version 2.", NoDigestWarning, stacklevel=2)
     return model
+
+
+def _type_problem(tid: h5py.h5t.TypeID, *, dataset: bool, vlen_ok: bool) -> str | None:
+    """Why a stored datatype is refused, or None; looks at the type only, never at a value.
+
+    Attributes may be integers, IEEE floats and fixed-length strings; datasets
+    integers, IEEE floats and h5py's bool (an int8 enum FALSE=0/TRUE=1).
+    Variable-length strings (``vlen_ok``, format version 1 only) keep their
+    values in HDF5's global heap, where crafted files crash libhdf5.
+    """
+    cls = tid.get_class()
+    if cls == h5py.h5t.INTEGER and any(tid.equal(t) for t in _INT_TYPES):
+        return None
+    if cls == h5py.h5t.FLOAT and any(tid.equal(t) for t in _FLOAT_TYPES):
+        return None
+    if dataset and cls == h5py.h5t.ENUM and tid.get_size() == 1 and tid.dtype == np.dtype(bool):
+        return None
+    if not dataset and cls == h5py.h5t.STRING:
+        if tid.get_cset() not in (h5py.h5t.CSET_ASCII, h5py.h5t.CSET_UTF8):
+            return f"string type of unknown character set {tid.get_cset()} refused"
+        if not tid.is_variable_str() or vlen_ok:
+            return None
+        return ("variable-length string refused: format version 2 stores strings as fixed-length "
+                "UTF-8 (variable-length values live in HDF5's global heap, whose parser crafted files crash)")
+    if cls == h5py.h5t.STRING and tid.is_variable_str():
+        what = "variable-length string"
+    else:
+        what = f"{_TYPE_CLASSES.get(cls, f'class {cls}')} ({tid.get_size()} bytes)"
+    allowed = "standard integers, IEEE float32/float64 or bool" if dataset else \
+        "standard integers, IEEE floats or fixed-length strings"
+    return f"datatype {what} refused: the format stores only {allowed}"
 
 
 def _one_line(err: BaseException) -> str:
@@ -424,6 +477,7 @@ def _check_structure(r: _Reader, root: h5py.Group) -> None:
         if depth > MAX_PROVENANCE_DEPTH + 3:
             raise r.error(group, f"groups nest deeper than the format allows ({MAX_PROVENANCE_DEPTH + 3}).")
         r.check_attr_names(group)
+        r.check_attr_types(group)
         for name in group:
             count += 1
             if count > MAX_NODES:
@@ -442,6 +496,7 @@ def _check_structure(r: _Reader, root: h5py.Group) -> None:
                 stack.append((node, depth + 1))
             elif isinstance(node, h5py.Dataset):
                 r.check_attr_names(node)
+                r.check_attr_types(node)
                 _check_storage(r, node)
             else:
                 raise r.error(where, f"object of type {type(node).__name__} refused: the format holds only "
@@ -465,8 +520,9 @@ def _check_storage(r: _Reader, ds: h5py.Dataset) -> None:
         raise r.error(ds, f"filter list {filters} repeats a filter.")
     if ds.shape is None:
         raise r.error(ds, "dataset with a null dataspace refused.")
-    if ds.dtype.kind not in "biuf" or ds.dtype.itemsize > 8:
-        raise r.error(ds, f"dtype {ds.dtype} refused: arrays are numeric.")
+    problem = _type_problem(ds.id.get_type(), dataset=True, vlen_ok=False)
+    if problem:
+        raise r.error(ds, f"{problem}.")
     declared = math.prod(ds.shape) * ds.dtype.itemsize
     stored = ds.id.get_storage_size()
     if layout == h5py.h5d.CHUNKED:
@@ -494,8 +550,10 @@ def _check_storage(r: _Reader, ds: h5py.Dataset) -> None:
 class _Reader:
     """Typed access to a file's nodes; every failure names the file and the node path."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, layout: int):
         self.path = path
+        #: version-1 files were written with variable-length strings; version-2 files have none
+        self.vlen_ok = layout == 1
 
     def error(self, node: h5py.HLObject | str, message: str, cls: type = FormatError) -> FormatError:
         where = node if isinstance(node, str) else node.name
@@ -520,6 +578,13 @@ class _Reader:
             extra = sorted(set(names) - allowed)
             if extra:
                 raise self.error(node, f"unknown attribute(s) {extra}: the format does not define them.")
+
+    def check_attr_types(self, node: h5py.HLObject) -> None:
+        """Every attribute's stored type is one the format uses (:func:`_type_problem`), before any value is read."""
+        for name in node.attrs:
+            problem = _type_problem(node.attrs.get_id(name).get_type(), dataset=False, vlen_ok=self.vlen_ok)
+            if problem:
+                raise self.error(node, f"attribute {name!r}: {problem}.")
 
     def members(self, group: h5py.Group, allowed: Mapping[str, type]) -> None:
         """The group holds only ``allowed`` members, each of its kind (Group or Dataset)."""
@@ -599,7 +664,7 @@ class _Reader:
             small = dims is not None and len(dims) == 1 and dims[0] <= 8
         else:
             small = dims is not None and len(dims) == 0
-        if not small or aid.dtype.itemsize > 2**20:
+        if not small or aid.dtype.itemsize > (MAX_PROVENANCE_BYTES if kind == "json" else 2**20):
             need = "a 1-D integer array of at most 8 values" if kind == "shape" else "a scalar"
             raise self.error(node, f"attribute {name!r} must be {need}, got dataspace {dims} of {aid.dtype}.")
         try:
@@ -607,7 +672,7 @@ class _Reader:
         except (OSError, TypeError, ValueError) as err:
             raise self.error(node, f"attribute {name!r} cannot be read: {err}") from err
         if isinstance(value, (bytes, np.bytes_)):
-            value = value.decode("utf-8", errors="replace")
+            value = self.decode(node, name, value)
         bad = False
         if kind is str or kind == "json":
             bad = not isinstance(value, str)
@@ -634,19 +699,27 @@ class _Reader:
                 raise self.error(node, f"attribute {name!r} must be JSON text, got {value[:80]!r}.") from err
         return value
 
+    def decode(self, node: h5py.HLObject, name: str, raw: bytes) -> str:
+        """A fixed-length string attribute's bytes as text; invalid UTF-8 is refused."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise self.error(node, f"attribute {name!r} is not valid UTF-8: {err}.") from err
+
     def order(self, group: h5py.Group) -> list[str]:
         """The ``order`` attribute, checked against the group's members."""
         self.check_spec(group, ORDERED)
         self.check_attr_names(group, _ORDERED_ATTRS)
         if "order" not in group.attrs:
             raise self.error(group, "attribute 'order' is missing.")
-        dims = group.attrs.get_id("order").shape
-        if dims is None or len(dims) != 1 or dims[0] > MAX_NODES:
+        aid = group.attrs.get_id("order")
+        dims = aid.shape
+        if dims is None or len(dims) != 1 or dims[0] > MAX_NODES or aid.dtype.itemsize > 2**20:
             raise self.error(group, f"attribute 'order' must be a 1-D array of names, got dataspace {dims}.")
         raw = np.asarray(group.attrs["order"])
         if raw.ndim != 1 or raw.dtype.kind not in "OSU":
             raise self.error(group, f"attribute 'order' must be a 1-D array of names, got {raw!r}.")
-        names = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in raw]
+        names = [self.decode(group, "order", v) if isinstance(v, bytes) else str(v) for v in raw]
         members = set(group.keys())
         if len(set(names)) != len(names) or set(names) != members:
             raise self.error(
@@ -839,8 +912,11 @@ def _read_dict(r: _Reader, g: h5py.Group, budget: _Budget, depth: int) -> dict[s
         if key in out:
             raise r.error(_join(g, key), "provenance key is both an attribute and a member.")
         if key in g.attrs:
-            out[key] = r.attr(g, key, "json")
-            spent = len(g.attrs[key])
+            spent = g.attrs.get_id(key).get_storage_size()  # a fixed-length string's bytes, known unread
+            if spent <= budget.left:
+                out[key] = r.attr(g, key, "json")
+                if r.vlen_ok:  # version 1: the text was in the global heap; count what was read
+                    spent = len(_json_text(out[key]))
         elif isinstance(g[key], h5py.Group):
             out[key] = _read_dict(r, g[key], budget, depth + 1)
             spent = 0
