@@ -36,6 +36,9 @@ import io
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +49,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..errors import EvsnnWarning, FormatError, ModelError, UnsupportedVersionError
+from ..errors import EvsnnWarning, FormatError, InputError, ModelError, UnsupportedVersionError
 from ..model import INPUT, InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import OPERATORS, Conv2d, Dense, Sparse
 from . import integrity
@@ -84,6 +87,10 @@ _FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
 
 class NoDigestWarning(EvsnnWarning):
     """A version-1 model file was loaded: it has no digest, so damage cannot be detected."""
+
+
+# Warnings the child of load(isolate=True) may report, re-issued by name (any other as a UserWarning).
+_WARNINGS: dict[str, type[Warning]] = {NoDigestWarning.__name__: NoDigestWarning}
 
 
 @dataclass(frozen=True)
@@ -385,8 +392,15 @@ def _write_dict(g: h5py.Group, d: Mapping[str, Any]) -> None:
 # ======================================================================================
 # Reading
 # ======================================================================================
-def load(path: str | os.PathLike) -> SpikingModel:
+def load(path: str | os.PathLike, *, isolate: bool = False, timeout: float = 60.0) -> SpikingModel:
     """Read a model written by :func:`save` (or by any tool following ``docs/hdf5-format.md``).
+
+    With ``isolate=True`` the file is parsed only in a child process, which
+    saves the model it loaded into a private temporary directory; this
+    process then loads that fresh file. A crafted file that crashes or hangs
+    libhdf5 (no in-process check can stop a loop in C) then costs a
+    ``FormatError`` instead of the caller's process. ``timeout`` (seconds,
+    the child's start-up included) applies only with ``isolate=True``.
 
     Raises
     ------
@@ -397,6 +411,10 @@ def load(path: str | os.PathLike) -> SpikingModel:
         mismatch``), not HDF5, or not a valid evsnn model; or it reaches
         outside itself (links, external storage, virtual datasets) or declares
         more data than it holds. The message names the path inside the file.
+        With ``isolate=True`` also: the child reader crashed, failed, or did
+        not finish within ``timeout``.
+    InputError
+        ``timeout`` is not a positive number of seconds.
     UnsupportedVersionError
         The file (or one element of it) was written by a newer evsnn.
 
@@ -406,6 +424,8 @@ def load(path: str | os.PathLike) -> SpikingModel:
         The file is in format version 1, which has no digest.
     """
     path = os.fspath(path)
+    if isolate:
+        return _load_isolated(path, timeout)
     data, layout = integrity.read_verified(path)
     try:
         f = h5py.File(io.BytesIO(data), "r")
@@ -428,6 +448,76 @@ def load(path: str | os.PathLike) -> SpikingModel:
         warnings.warn(f"{path}: format version 1 has no digest, so damage to the file cannot be detected; "
                       "save it again to upgrade it to version 2.", NoDigestWarning, stacklevel=2)
     return model
+
+
+# Errors the child may report that are re-raised as themselves; anything else is a reader failure.
+_PASSED_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls for cls in (FormatError, UnsupportedVersionError, FileNotFoundError, PermissionError)}
+_CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from evsnn.io.hdf5 import _isolated_child; " \
+              "_isolated_child(*sys.argv[2:])"
+
+
+def _load_isolated(path: str, timeout: float) -> SpikingModel:
+    """``load(path)`` run in a child process (see :func:`load`); the child's result arrives as an evsnn file."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"load: timeout must be a positive number of seconds, got {timeout!r}.")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with tempfile.TemporaryDirectory(prefix="evsnn-load-") as tmp:
+        copy, result = os.path.join(tmp, "model.h5"), os.path.join(tmp, "result.json")
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, root, path, copy, result],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)  # its own process group, killed whole on timeout
+        stderr = None
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if proc.returncode is None:  # timed out, or interrupted (Ctrl-C does not reach its process group)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        if stderr is None:
+            raise FormatError(f"{path}: the reader did not finish within {timeout:g} s (it was run in an "
+                              "isolated process and killed).")
+        if proc.returncode < 0:
+            raise FormatError(f"{path}: the reader crashed (signal {-proc.returncode}, "
+                              f"{_signal_name(-proc.returncode)}); it was run in an isolated process.")
+        try:
+            with open(result, encoding="utf-8") as fh:
+                outcome = json.load(fh)
+        except (OSError, ValueError):
+            last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+            raise FormatError(f"{path}: the reader failed (exit status {proc.returncode}: {last[0]}); it was "
+                              "run in an isolated process.") from None
+        for category, message in outcome["warnings"]:
+            warnings.warn(message, _WARNINGS.get(category, UserWarning), stacklevel=3)
+        if outcome["error"] is not None:
+            name, message = outcome["error"]
+            if name in _PASSED_ERRORS:
+                raise _PASSED_ERRORS[name](message)
+            raise FormatError(f"{path}: the reader failed ({name}: {_one_line(message)}).")
+        return load(copy)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _isolated_child(path: str, copy: str, result: str) -> None:
+    """The child of ``load(isolate=True)``: load ``path``, save the model to ``copy``, report to ``result`` (JSON)."""
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            save(load(path), copy)
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which decides what it means
+            error = [type(err).__name__, str(err)]
+    with open(result, "w", encoding="utf-8") as fh:
+        json.dump({"error": error, "warnings": [[w.category.__name__, str(w.message)] for w in caught]}, fh)
 
 
 def _type_problem(tid: h5py.h5t.TypeID, *, dataset: bool, vlen_ok: bool) -> str | None:
