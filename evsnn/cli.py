@@ -189,7 +189,7 @@ def _load_model(path: str, what: str = "MODEL"):
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip archive, or its older pickle format
         raise _BadArgument(f"{what} {path}: is a torch checkpoint, not an evsnn model. Convert it first: "
                            f"evsnn convert {path} --arch module:name -o model.h5 (see evsnn convert --help).")
-    return load(path)
+    return load(path, isolate=True)  # a crafted file can hang or crash libhdf5: parse it in a child process
 
 
 def _plotting() -> None:
