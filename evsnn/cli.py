@@ -115,7 +115,11 @@ def _add_run_settings(p: argparse.ArgumentParser, *, steps: int | None = None, d
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings of the parsed flags, with the library's names (``options``: engine name -> options)."""
+    """The run settings of the parsed flags, checked, as keyword arguments of the library's run functions.
+
+    The names are the library's (``options``: engine name -> options); a flag
+    left unset (None) is left out, so the function's own default applies.
+    """
     options: dict[str, dict[str, Any]] = {}
     for engine, key, value in args.engine_option:
         options.setdefault(engine, {})[key] = value
@@ -123,11 +127,6 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
                 "scale": args.scale, "dtype": args.dtype, "batch_size": args.batch_size,
                 "progress": not args.quiet and not getattr(args, "json", False), "options": options}
     run_settings(f"evsnn {args.command}", settings)  # the library's checks, before any work
-    return settings
-
-
-def _library_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings as the library takes them (every run function takes the same ones); None means its default."""
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -238,7 +237,11 @@ def _samples(args: argparse.Namespace, model, *, default: int, need_labels: bool
     return x, y, description
 
 
-def _add_data_options(p: argparse.ArgumentParser, samples_default: int) -> None:
+def _add_model_and_data(p: argparse.ArgumentParser, samples_default: int, *,
+                        engine_help: str = "simulation engine (default: event)") -> None:
+    """The saved model to run, the engine that runs it, and the samples it runs on (run, report, validate)."""
+    p.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
+    p.add_argument("--engine", default="event", help=engine_help)
     p.add_argument("--data", default=None, metavar="FILE",
                    help=f"samples to run: .npy (samples only), .npz (array x, optional labels y) or an IDX file "
                         f"(default: the {_BUNDLED})")
@@ -274,21 +277,21 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(model, x, args: argparse.Namespace):
-    """``evsnn.simulate`` with the run settings of the flags."""
+def _simulate(model, x, engine: str, settings: dict[str, Any]):
+    """``evsnn.simulate`` with the run settings of the flags (:func:`_run_settings`)."""
     from .simulation import simulate
 
-    return simulate(model, x, engine=args.engine, **_library_kwargs(_run_settings(args)))
+    return simulate(model, x, engine=engine, **settings)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .result import format_summary
 
     _check_engines(args, ("--engine", args.engine))
-    _run_settings(args)
+    settings = _run_settings(args)
     model = _load_model(args.model)
     x, y, data = _samples(args, model, default=2000)
-    result = _simulate(model, x, args)
+    result = _simulate(model, x, args.engine, settings)
     summary = {"model": args.model, "data": data, **result.summary(y)}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -302,7 +305,7 @@ def _report(args: argparse.Namespace) -> int:
     from .energy.plot import SUFFIXES
 
     _check_engines(args, ("--engine", args.engine))
-    _run_settings(args)
+    settings = _run_settings(args)
     presets = []
     for flag, name in (("--preset", args.preset), ("--ann-preset", args.ann_preset)):
         try:
@@ -316,7 +319,7 @@ def _report(args: argparse.Namespace) -> int:
         _output_path(args.csv, "--csv")
     model = _load_model(args.model)
     x, y, data = _samples(args, model, default=2000)
-    result = _simulate(model, x, args)
+    result = _simulate(model, x, args.engine, settings)
     report = energy_report(result, model, x=x, labels=y, preset=presets[0], ann_preset=presets[1],
                            sop_convention=args.sops, input_macs=args.input_macs, source=args.model, data=data)
     print(report.to_json() if args.json else report.format())
@@ -343,12 +346,11 @@ def _validate(args: argparse.Namespace) -> int:
         raise _BadArgument(f"--convergence must be comma-separated positive integers such as 10,100, got "
                            f"{args.convergence!r}.")
     settings = _run_settings(args)
-    common = _library_kwargs({**settings, "dtype": (args.dtype, "float64")})
-    conv_common = _library_kwargs(settings)
+    common = {**settings, "dtype": (args.dtype, "float64")}
     model = _load_model(args.model)
     x, _, data_note = _samples(args, model, default=20)
     report = validate(model, x, engines=(args.engine, args.against), propagation=props, **common)
-    conv = (convergence(model, x, engine=args.engine, factors=[1, *factors], propagation=props[0], **conv_common)
+    conv = (convergence(model, x, engine=args.engine, factors=[1, *factors], propagation=props[0], **settings)
             if factors else None)
     if args.json:
         out = {"model": args.model, "data": data_note, **report.to_dict()}
@@ -505,7 +507,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except InputError as err:
         raise _BadArgument(_shell(str(err))) from None
     _check_engines(args)
-    kwargs = _library_kwargs(_run_settings(args))
+    kwargs = _run_settings(args)
     out = Path(_output_dir(args.out, "--out"))
     if args.plot:
         _plotting()
@@ -591,9 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     run = _subparser(sub, "run", "simulate a saved model on the bundled MNIST evaluation images or your --data")
-    run.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
-    run.add_argument("--engine", default="event", help="simulation engine (default: event)")
-    _add_data_options(run, 2000)
+    _add_model_and_data(run, 2000)
     _add_run_settings(run)
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     run.set_defaults(func=_run)
@@ -641,9 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = _subparser(sub, "report", "simulate a saved model on the bundled MNIST evaluation images or your "
                                        "--data and report its operations and energy beside its ANN's")
-    report.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
-    report.add_argument("--engine", default="event", help="simulation engine (default: event)")
-    _add_data_options(report, 2000)
+    _add_model_and_data(report, 2000)
     report.add_argument("--preset", default="cmos45-fp32",
                         help="energy per operation: cmos45-fp32 (default), cmos45-fp16, cmos45-int8, "
                              "cmos45-int32, loihi, truenorth, spinnaker, or a .toml/.json preset file")
@@ -660,10 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = _subparser(sub, "validate", "cross-validate a saved model: an engine against the Brian2 reference, "
                                       "spike for spike, on the bundled MNIST evaluation images or your --data")
-    val.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
+    _add_model_and_data(val, 20, engine_help="the engine under test (default: event)")
     val.add_argument("--against", default="brian2", help="the reference engine (default: brian2, run in float64)")
-    val.add_argument("--engine", default="event", help="the engine under test (default: event)")
-    _add_data_options(val, 20)
     val.add_argument("--propagation", choices=["same_step", "next_step", "both"], default="same_step",
                      help="delay-0 convention: spikes cross all layers in their step (same_step, default) or "
                           "one step per layer (next_step, Brian2's default schedule)")

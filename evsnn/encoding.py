@@ -290,7 +290,6 @@ def encode(
                         seed=settings.seed, x=flat, input_shape=spec.shape)
 
 
-
 def run_input(model: SpikingModel, x: object, *, where: str, **settings: Any) -> tuple[RunSettings, EncodedInput]:
     """The settings of a run and its input: ``x`` encoded with them, or ``x`` itself if already encoded.
 
