@@ -110,21 +110,23 @@ def test_a_timeout_shorter_than_the_start_up_kills_the_reader(original, private_
         evsnn.load(original, isolate=True, timeout=1e-6)
 
 
-def test_a_reader_that_dies_of_a_signal_is_a_format_error_naming_it(original, tmp_path, private_tmp, monkeypatch):
-    # the child is started with sys.executable: an interpreter that segfaults on start stands in for libhdf5
+def fake_interpreter(tmp_path, monkeypatch, script: str) -> None:
+    """Start the child as a shell script instead of Python (the child is started with ``sys.executable``)."""
     fake = tmp_path / "python"
-    fake.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o700)
     monkeypatch.setattr(sys, "executable", str(fake))
+
+
+def test_a_reader_that_dies_of_a_signal_is_a_format_error_naming_it(original, tmp_path, private_tmp, monkeypatch):
+    # an interpreter that segfaults on start stands in for libhdf5
+    fake_interpreter(tmp_path, monkeypatch, "kill -SEGV $$")
     with pytest.raises(FormatError, match=rf"model\.h5: the reader crashed \(signal {signal.SIGSEGV}, SIGSEGV\)"):
         evsnn.load(original, isolate=True)
 
 
 def test_a_reader_that_exits_without_a_result_is_a_format_error(original, tmp_path, private_tmp, monkeypatch):
-    fake = tmp_path / "python"
-    fake.write_text("#!/bin/sh\necho 'out of memory' >&2\nexit 3\n")
-    fake.chmod(0o700)
-    monkeypatch.setattr(sys, "executable", str(fake))
+    fake_interpreter(tmp_path, monkeypatch, "echo 'out of memory' >&2\nexit 3")
     with pytest.raises(FormatError, match=r"model\.h5: the reader failed \(exit status 3: out of memory\)"):
         evsnn.load(original, isolate=True)
 
