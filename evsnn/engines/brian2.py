@@ -230,7 +230,6 @@ class Brian2Engine(Engine):
                                                             substeps=self.substeps) for p in model.populations}
         self.check_tables()
         self.codeobj_class = _codeobj_class(codegen)
-        self.fan_out = {pr.name: pr.op.fan_out() for pr in model.projections}
         self.index = {p.name: i for i, p in enumerate(model.populations)}
         self.rank = {pr.name: j for j, pr in enumerate(model.projections)}
         self.timing = {"samples": 0, "run_s": 0.0, "sample_s": 0.0, "build_s": 0.0}
@@ -302,7 +301,7 @@ class Brian2Engine(Engine):
         # A projection without a non-zero weight adds only zeros: it gets no Synapses object (its SOPs, zero,
         # and nominal SOPs are still counted from its source's spikes).
         spikes = [pr for pr in into if (pr.source != INPUT or spiking) and pr.source != silent
-                  and self.fan_out[pr.name][0].any()]
+                  and pr.op.fan_out()[0].any()]
         spikes.sort(key=lambda pr: (-pr.delay, src(pr), rank[pr.name]))
         analog = [pr for pr in into if pr.source == INPUT and not spiking]
         return spikes, analog
@@ -507,7 +506,7 @@ class Brian2Engine(Engine):
             currents = {}
             for _, _, pr in built.analog:
                 currents[pr.name] = pr.op.forward(x.astype(dtype)).astype(dtype)
-                out.input_macs[pr.name][:] = ((x != 0) @ self.fan_out[pr.name][0])[:, None]
+                out.input_macs[pr.name][:] = ((x != 0) @ pr.op.fan_out()[0])[:, None]
         spike_fed = [pr for pr in model.projections if pr.name in out.sops and pr.source in built.spike_monitors]
 
         for b in range(batch):
@@ -539,7 +538,7 @@ class Brian2Engine(Engine):
                     out.rasters[pop.name].append((np.full(st.size, start + b), st, nr))
             for pr in spike_fed:
                 st, nr = spikes[pr.source]
-                synapses, connections = self.fan_out[pr.name]
+                synapses, connections = pr.op.fan_out()
                 out.sops[pr.name][b] = np.bincount(st, weights=synapses[nr], minlength=steps)
                 out.sops_nominal[pr.name][b] = np.bincount(st, weights=connections[nr], minlength=steps)
             if built.state_monitor is not None:

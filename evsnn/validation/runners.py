@@ -51,7 +51,8 @@ import numpy as np
 from ..encoding import EncodedInput, run_input
 from ..errors import EngineError, InputError
 from ..model import INPUT, Projection, SpikingModel
-from ..result import Result
+from ..energy.counting import sops_from_rasters
+from ..result import Raster, Result
 from ..settings import PROPAGATIONS, RunSettings
 from ..simulation import simulate
 from .report import Comparison, PopulationAgreement, SopAgreement, ValidationReport
@@ -173,24 +174,13 @@ def _from_spikes(label: str, produced: object, model: SpikingModel, encoded: Enc
         keys[pop.name] = flat  # already (sample, step, neuron)-ordered and unique
         counts[pop.name] = np.bincount((flat // (steps * pop.size)) * pop.size + flat % pop.size,
                                        minlength=n * pop.size).reshape(n, pop.size)
-    sops = {}
-    input_events = None
-    for pr in model.projections:
-        if pr.source == INPUT and not encoded.is_spiking:
-            continue
-        if pr.source == INPUT:
-            if input_events is None:
-                sample, step, neuron = encoded.spike_events(0, n)
-                input_events = (sample, step, neuron)
-            sample, step, neuron = input_events
-        else:
-            size = model.population(pr.source).size
-            flat = keys[pr.source]
-            sample, rest = np.divmod(flat, steps * size)
-            step, neuron = np.divmod(rest, size)
-        synapses = pr.op.fan_out()[0]
-        sops[pr.name] = np.bincount(sample * steps + step, weights=synapses[neuron],
-                                    minlength=n * steps).reshape(n, steps).astype(np.int64)
+    rasters = {}
+    for pop in model.populations:  # the keys are (sample, step, neuron)-ordered flat indices
+        sample, rest = np.divmod(keys[pop.name], steps * pop.size)
+        rasters[pop.name] = Raster(sample, *np.divmod(rest, pop.size), n_neurons=pop.size)
+    spiking_input = encoded.is_spiking and any(pr.source == INPUT for pr in model.projections)
+    sops = sops_from_rasters(model, rasters, n_samples=n, steps=steps,
+                             input_events=encoded.spike_events(0, n) if spiking_input else None)
     predictions = counts[model.output].argmax(axis=1) if model.readout == "count" else None
     return _Run(label, n, steps, keys, counts, sops, predictions, {"simulator": label}, wall)
 
