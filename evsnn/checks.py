@@ -17,7 +17,7 @@ import numpy as np
 from .errors import InputError, ModelError
 
 __all__ = ["check_array", "check_name", "check_shape", "check_pair", "check_input_file", "check_output_path",
-           "FLOAT_DTYPES"]
+           "file_kind", "FLOAT_DTYPES"]
 
 #: Floating dtypes the IR stores as they are (float64 is preserved bit for bit).
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -151,10 +151,19 @@ def check_input_file(path: str | os.PathLike, *, what: str) -> str:
     if stat.S_ISDIR(mode):
         raise InputError(f"{what} {path}: is a directory, expected a file.")
     if not stat.S_ISREG(mode):
-        raise InputError(f"{what} {path}: must be a regular file, got a FIFO, socket or device.")
+        raise InputError(f"{what} {path}: must be a regular file, got {file_kind(mode)}.")
     if not os.access(path, os.R_OK):
         raise InputError(f"{what} {path}: cannot be read (permission denied).")
     return path
+
+
+def file_kind(mode: int) -> str:
+    """What a ``stat`` mode names, for messages: "a regular file", "a directory", "a FIFO", ..."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def check_output_path(path: str | os.PathLike, *, what: str, suffixes: Sequence[str] | None = None) -> str:

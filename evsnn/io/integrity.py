@@ -23,6 +23,7 @@ import os
 import stat
 import struct
 
+from ..checks import file_kind
 from ..errors import FormatError
 
 __all__ = ["USERBLOCK_SIZE", "MAGIC", "HDF5_SIGNATURE", "MAX_FILE_BYTES", "header", "stamp", "read_verified"]
@@ -112,7 +113,4 @@ def read_verified(path: str) -> tuple[bytes, int]:
 
 def _check_regular(path: str, mode: int) -> None:
     if not stat.S_ISREG(mode):
-        what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise FormatError(f"{path}: model file must be a regular file, got {what}.")
+        raise FormatError(f"{path}: model file must be a regular file, got {file_kind(mode)}.")
