@@ -43,7 +43,12 @@ __all__ = ["InputSpec", "NeuronSpec", "Population", "Projection", "SpikingModel"
 #: Name by which projections refer to the model's input.
 INPUT = "input"
 
-NEURON_KINDS = ("if", "lif", "srm")
+NEURON_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold")
+#: Kinds that emit spikes; the others are non-spiking read-outs.
+SPIKING_KINDS = ("if", "lif", "srm", "cuba_lif", "threshold")
+#: Kinds of the discrete form (``r=None``) and of the ODE form (NIR's neurons, ``r`` given).
+DISCRETE_KINDS = ("if", "lif", "srm", "threshold")
+ODE_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i")
 RESETS = ("subtract", "zero")
 READOUTS = ("count", "membrane")
 #: Most neurons in one population (or input values in one sample): bounds what engines allocate.
@@ -123,85 +128,195 @@ class InputSpec(BitExact):
 
 @dataclass(frozen=True, eq=False)
 class NeuronSpec(BitExact):
-    r"""Neuron model of a population.
+    r"""Neuron model of a population, in one of two forms.
+
+    **Discrete form** (``r=None``, what the converters produce): the per-step
+    update of docs/design.md, "Time and update order", where every input
+    (spikes, analog current, bias) is added as it is:
 
     .. math::
 
-        v[t] = \beta\, v[t-1] + I[t] + b, \qquad
+        v[t] = \beta\, v[t-1] + (1 - \beta)\, v_{leak} + I[t] + b, \qquad
         s[t] = [v[t] \ge \theta], \qquad
         v[t] \leftarrow \begin{cases} v[t] - \theta s[t] & \text{reset="subtract"} \\
                                      v_{reset} & \text{reset="zero" and } s[t]=1 \end{cases}
 
+    **ODE form** (``r`` given; NIR's neurons): the continuous-time equations of
+    NIR, integrated exactly over each step (docs/nir.md, "Discretization"):
+    IF :math:`\dot v = R I`; LIF and LI :math:`\tau_{mem} \dot v = (v_{leak} - v) + R I`;
+    I :math:`\dot v = R I`; CubaLIF and CubaLI add a synaptic current
+    :math:`\tau_{syn} \dot I = -I + w_{in} S`. A spike is a unit impulse
+    (a weight ``w`` makes ``v`` jump by ``R w / \tau_{mem}``, or ``I`` by
+    ``w_{in} w / \tau_{syn}``), an analog input or bias is a current held
+    over the step.
+
     Parameters
     ----------
-    kind : {"if", "lif", "srm"}, default="if"
-        ``if`` integrate-and-fire (``beta`` must be 1); ``lif`` leaky
-        integrate-and-fire; ``srm`` spike-response model with an alpha PSP
-        kernel :math:`(t/\tau_s)\,e^{1 - t/\tau_s}` and an exponential
-        refractory kernel of time constant :math:`\tau_r`.
+    kind : {"if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold"}, default="if"
+        ``if`` integrate-and-fire; ``lif`` leaky integrate-and-fire; ``srm``
+        spike-response model with an alpha PSP kernel
+        :math:`(t/\tau_s)\,e^{1 - t/\tau_s}` and an exponential refractory
+        kernel of time constant :math:`\tau_r`; ``cuba_lif`` a LIF fed by a
+        current-based synapse (ODE form); ``li``, ``cuba_li``, ``i``
+        non-spiking integrators for read-outs (ODE form); ``threshold`` a
+        stateless comparison of each step's input with the threshold
+        (NIR's ``Threshold``, discrete form).
     threshold : float or array, default=1.0
         :math:`\theta > 0`; an array must have the population's shape.
     reset : {"subtract", "zero"}, default="subtract"
-        Soft reset (usual for ANN-to-SNN conversion) or hard reset to ``v_reset``.
-    v_reset : float, default=0.0
+        Soft reset (usual for ANN-to-SNN conversion) or hard reset to ``v_reset``
+        (NIR's only reset).
+    v_reset : float or array, default=0.0
         Potential after a hard reset.
-    beta : float, default=1.0
-        Leak factor per step, :math:`e^{-dt/\tau_{mem}}`, in (0, 1].
+    beta : float or array, default=1.0
+        Discrete form: leak factor per step, :math:`e^{-dt/\tau_{mem}}`, in (0, 1].
+        The ODE form derives it from ``tau_mem`` and leaves it 1.
     tau_syn, tau_refr : float, seconds, optional
-        SRM kernel time constants; required for ``srm``, not allowed otherwise.
+        SRM kernel time constants (required for ``srm``); ``tau_syn`` (float
+        or array) is also the synaptic time constant of ``cuba_lif`` and ``cuba_li``.
     v_init_fraction : float, default=0.0
         Initial membrane potential as a fraction of the threshold (0.5 gives
         :math:`\theta/2`).
+    tau_mem : float or array, seconds, optional
+        ODE form: membrane time constant of ``lif``, ``li``, ``cuba_lif``, ``cuba_li``.
+    r : float or array, optional
+        ODE form: the input resistance :math:`R`; ``None`` selects the discrete form.
+    v_leak : float or array, default=0.0
+        Resting potential the leak pulls towards.
+    w_in : float or array, default=1.0
+        ODE form: input weight of the synaptic current (``cuba_*`` only).
+    strict_threshold : bool, default=False
+        Spike where :math:`v > \theta` (NIR's rule) instead of :math:`v \ge \theta`.
     """
 
     kind: str = "if"
     threshold: float | np.ndarray = 1.0
     reset: str = "subtract"
-    v_reset: float = 0.0
-    beta: float = 1.0
-    tau_syn: float | None = None
+    v_reset: float | np.ndarray = 0.0
+    beta: float | np.ndarray = 1.0
+    tau_syn: float | np.ndarray | None = None
     tau_refr: float | None = None
     v_init_fraction: float = 0.0
+    tau_mem: float | np.ndarray | None = None
+    r: float | np.ndarray | None = None
+    v_leak: float | np.ndarray = 0.0
+    w_in: float | np.ndarray = 1.0
+    strict_threshold: bool = False
+
+    #: Fields that may hold one value per neuron (an array of the population's shape).
+    PER_NEURON: ClassVar[tuple[str, ...]] = ("threshold", "v_reset", "beta", "tau_syn", "tau_mem", "r", "v_leak",
+                                             "w_in")
 
     def __post_init__(self) -> None:
         where = "NeuronSpec"
         kind = _check_choice(self.kind, NEURON_KINDS, where=where, name="kind")
         object.__setattr__(self, "reset", _check_choice(self.reset, RESETS, where=where, name="reset"))
-        if np.ndim(self.threshold) == 0 and not isinstance(self.threshold, np.ndarray):
-            threshold: float | np.ndarray = _check_real(
-                self.threshold, where=where, name="threshold", low=0, low_open=True)
-        else:
-            threshold = check_array(self.threshold, where=where, name="threshold", ensure_positive=True)
-        object.__setattr__(self, "threshold", threshold)
-        object.__setattr__(self, "v_reset", _check_real(self.v_reset, where=where, name="v_reset"))
-        beta = _check_real(self.beta, where=where, name="beta", low=0, low_open=True, high=1)
-        if kind == "if" and beta != 1.0:
-            raise ModelError(f"{where}: beta must be 1.0 for kind 'if' (no leak), got {beta!r}. Use kind='lif'.")
-        object.__setattr__(self, "beta", beta)
-        for name in ("tau_syn", "tau_refr"):
+        ode = self.r is not None
+        if ode and kind not in ODE_KINDS:
+            raise ModelError(f"{where}: r (the ODE form) applies to kinds {', '.join(map(repr, ODE_KINDS))}, "
+                             f"got kind {kind!r}. Leave r=None for the discrete form.")
+        if not ode and kind not in DISCRETE_KINDS:
+            raise ModelError(f"{where}: kind {kind!r} exists only in the ODE form; give its resistance r "
+                             "(and its time constants).")
+        positive = {"threshold": True, "beta": True, "tau_mem": True, "tau_syn": True, "r": False}
+        for name in self.PER_NEURON:
             value = getattr(self, name)
-            if kind == "srm":
-                if value is None:
-                    raise ModelError(f"{where}: {name} (seconds) is required for kind 'srm'.")
-                value = _check_real(value, where=where, name=name, low=0, low_open=True)
-            elif value is not None:
-                raise ModelError(f"{where}: {name} applies only to kind 'srm', got {value!r} for kind {kind!r}.")
+            if value is not None:
+                value = _real_or_array(value, where=where, name=name, positive=positive.get(name, False))
             object.__setattr__(self, name, value)
+        beta = self.beta
+        if np.any(np.asarray(beta) > 1):
+            raise ModelError(f"{where}: beta must be > 0 and <= 1, got {_show(beta)}.")
+        if kind != "lif" and not _equals(beta, 1.0):
+            raise ModelError(f"{where}: beta must be 1.0 for kind {kind!r} (only a discrete 'lif' leaks by beta; "
+                             f"the ODE form derives its leak from tau_mem), got {_show(beta)}. Use kind='lif'.")
+        if ode and not _equals(beta, 1.0):
+            raise ModelError(f"{where}: the ODE form (r given) derives its leak from tau_mem; beta must stay 1.0, "
+                             f"got {_show(beta)}.")
+        leaky = kind in ("lif", "li", "cuba_lif", "cuba_li")
+        if ode and leaky and self.tau_mem is None:
+            raise ModelError(f"{where}: tau_mem (seconds) is required for kind {kind!r} in the ODE form.")
+        if self.tau_mem is not None and not (ode and leaky):
+            raise ModelError(f"{where}: tau_mem applies only to leaky kinds in the ODE form (r given), "
+                             f"got {_show(self.tau_mem)} for kind {kind!r}.")
+        needs_syn = kind in ("srm", "cuba_lif", "cuba_li")
+        if needs_syn and self.tau_syn is None:
+            raise ModelError(f"{where}: tau_syn (seconds) is required for kind {kind!r}.")
+        if not needs_syn and self.tau_syn is not None:
+            raise ModelError(f"{where}: tau_syn applies only to kinds 'srm', 'cuba_lif' and 'cuba_li', "
+                             f"got {_show(self.tau_syn)} for kind {kind!r}.")
+        if not kind.startswith("cuba") and not _equals(self.w_in, 1.0):
+            raise ModelError(f"{where}: w_in applies only to kinds 'cuba_lif' and 'cuba_li', got {_show(self.w_in)}.")
+        if kind == "srm":
+            if isinstance(self.tau_syn, np.ndarray):
+                raise ModelError(f"{where}: tau_syn of kind 'srm' must be one number, got an array.")
+            value = _check_real(self.tau_refr, where=where, name="tau_refr", low=0, low_open=True) \
+                if self.tau_refr is not None else None
+            if value is None:
+                raise ModelError(f"{where}: tau_refr (seconds) is required for kind 'srm'.")
+            object.__setattr__(self, "tau_refr", value)
+        elif self.tau_refr is not None:
+            raise ModelError(f"{where}: tau_refr applies only to kind 'srm', got {self.tau_refr!r} for kind {kind!r}.")
+        if not isinstance(self.strict_threshold, (bool, np.bool_)):
+            raise ModelError(f"{where}: strict_threshold must be True or False, got {self.strict_threshold!r}.")
+        object.__setattr__(self, "strict_threshold", bool(self.strict_threshold))
         object.__setattr__(self, "v_init_fraction",
                            _check_real(self.v_init_fraction, where=where, name="v_init_fraction"))
 
+    @property
+    def spiking(self) -> bool:
+        """Whether this kind emits spikes (``li``, ``cuba_li`` and ``i`` are read-outs that never do)."""
+        return self.kind in SPIKING_KINDS
+
+    @property
+    def ode(self) -> bool:
+        """Whether the parameters are NIR's continuous-time ones (``r`` given)."""
+        return self.r is not None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-neuron fields that hold arrays, by name."""
+        return {n: getattr(self, n) for n in self.PER_NEURON if isinstance(getattr(self, n), np.ndarray)}
+
     def describe(self) -> str:
         """One line, e.g. ``if θ=1 subtract``."""
-        th = (f"{self.threshold:g}" if isinstance(self.threshold, float)
-              else f"[{self.threshold.min():.3g}..{self.threshold.max():.3g}]")
-        parts = [self.kind, f"θ={th}", self.reset if self.reset == "subtract" else f"zero→{self.v_reset:g}"]
-        if self.kind == "lif":
-            parts.append(f"β={self.beta:g}")
+        parts = [self.kind]
+        if self.spiking:
+            parts += [f"θ{'>' if self.strict_threshold else '='}{_show(self.threshold)}",
+                      self.reset if self.reset == "subtract" else f"zero→{_show(self.v_reset)}"]
+        if self.kind == "lif" and not self.ode:
+            parts.append(f"β={_show(self.beta)}")
+        if self.tau_mem is not None:
+            parts.append(f"τm={_show(self.tau_mem)}s")
         if self.kind == "srm":
             parts.append(f"τs={self.tau_syn:g}s τr={self.tau_refr:g}s")
+        elif self.tau_syn is not None:
+            parts.append(f"τs={_show(self.tau_syn)}s")
+        if self.ode:
+            parts.append(f"R={_show(self.r)}")
+        if not _equals(self.v_leak, 0.0):
+            parts.append(f"v_leak={_show(self.v_leak)}")
+        if not _equals(self.w_in, 1.0):
+            parts.append(f"w_in={_show(self.w_in)}")
         if self.v_init_fraction:
             parts.append(f"v0={self.v_init_fraction:g}θ")
         return " ".join(parts)
+
+
+def _real_or_array(value: object, *, where: str, name: str, positive: bool) -> float | np.ndarray:
+    """A finite float, or a read-only float array (one value per neuron)."""
+    if np.ndim(value) == 0 and not isinstance(value, np.ndarray):
+        return _check_real(value, where=where, name=name, low=0 if positive else None, low_open=positive)
+    return check_array(value, where=where, name=name, ensure_positive=positive)
+
+
+def _equals(value: float | np.ndarray, number: float) -> bool:
+    return bool(np.all(np.asarray(value) == number))
+
+
+def _show(value: float | np.ndarray) -> str:
+    if isinstance(value, np.ndarray):
+        return f"[{value.min():.3g}..{value.max():.3g}]" if value.size else "[]"
+    return f"{value:g}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,9 +349,9 @@ class Population(BitExact):
         object.__setattr__(self, "shape", shape)
         if not isinstance(self.neuron, NeuronSpec):
             raise ModelError(f"{where}: neuron must be a NeuronSpec, got {type(self.neuron).__name__}.")
-        th = self.neuron.threshold
-        if isinstance(th, np.ndarray) and th.shape != shape:
-            raise ModelError(f"{where}: threshold must be a scalar or have shape {shape}, got {th.shape}.")
+        for name, arr in self.neuron.arrays().items():
+            if arr.shape != shape:
+                raise ModelError(f"{where}: {name} must be a scalar or have shape {shape}, got {arr.shape}.")
         if self.bias is not None:
             object.__setattr__(self, "bias", check_array(self.bias, where=where, name="bias", shape=shape))
 
@@ -389,6 +504,10 @@ class SpikingModel(BitExact):
                 )
         if self.output not in order or self.output == INPUT:
             problems.append(f"output {self.output!r} is not a population of this model.")
+        for p in self.populations:
+            if not p.neuron.spiking and (p.name != self.output or self.readout != "membrane"):
+                problems.append(f"Population {p.name!r}: kind {p.neuron.kind!r} never spikes; it can only be the "
+                                "output population of a model with readout='membrane'.")
         return problems
 
     # --- access -------------------------------------------------------------------------
@@ -413,7 +532,7 @@ class SpikingModel(BitExact):
         n = sum(pr.op.n_params for pr in self.projections)
         for p in self.populations:
             n += 0 if p.bias is None else p.bias.size
-            n += p.neuron.threshold.size if isinstance(p.neuron.threshold, np.ndarray) else 0
+            n += sum(a.size for a in p.neuron.arrays().values())
         return n
 
     def n_synapses(self) -> int:

@@ -23,7 +23,7 @@ import brian2  # noqa: E402,F401  a hard dependency: a broken install must fail 
 from evsnn import Dense, InputSpec, NeuronSpec, Population, Projection, SpikingModel  # noqa: E402
 from evsnn.encoding import encode  # noqa: E402
 from evsnn.engines import available_engines, get_engine  # noqa: E402
-from evsnn.errors import EngineError  # noqa: E402
+from evsnn.errors import ModelError, EngineError  # noqa: E402
 from evsnn.model import INPUT  # noqa: E402
 from evsnn.simulation import simulate  # noqa: E402
 from evsnn.validation import next_step_model  # noqa: E402
@@ -309,13 +309,9 @@ def test_bad_options_are_engine_errors(options, match):
         simulate(model, x, steps=3, engine="brian2", options={"brian2": options})
 
 
-def test_srm_with_a_leak_is_refused_by_name():
-    model = SpikingModel(input=InputSpec((2,)),
-                         populations=[Population("leaky_srm", (1,), NeuronSpec("srm", beta=0.9, tau_syn=1e-3,
-                                                                               tau_refr=1e-3))],
-                         projections=[Projection("w", INPUT, "leaky_srm", Dense(np.ones((1, 2))))])
-    with pytest.raises(EngineError, match="'leaky_srm': beta must be 1.0 for kind 'srm'"):
-        simulate(model, np.ones((1, 2)), steps=2, engine="brian2")
+def test_srm_with_a_leak_is_refused_where_it_is_built():
+    with pytest.raises(ModelError, match="beta must be 1.0 for kind 'srm'"):
+        NeuronSpec("srm", beta=0.9, tau_syn=1e-3, tau_refr=1e-3)
 
 
 def test_registered_lazily_without_importing_brian2():

@@ -108,14 +108,14 @@ def test_conv_shapes_must_match_populations():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"kind": "izhikevich"}, "kind must be one of 'if', 'lif', 'srm', got 'izhikevich'"),
+        ({"kind": "izhikevich"}, "kind must be one of 'if', 'lif', 'srm', 'cuba_lif', 'li', 'cuba_li', 'i', 'threshold', got 'izhikevich'"),
         ({"reset": "soft"}, "reset must be one of 'subtract', 'zero', got 'soft'"),
         ({"threshold": 0.0}, "threshold must be > 0, got 0.0"),
         ({"threshold": np.array([1.0, -1.0])}, "threshold must be > 0"),
         ({"kind": "if", "beta": 0.9}, "beta must be 1.0 for kind 'if'"),
         ({"kind": "lif", "beta": 1.5}, "beta must be > 0 and <= 1"),
         ({"kind": "srm"}, "tau_syn \\(seconds\\) is required for kind 'srm'"),
-        ({"kind": "lif", "tau_syn": 1e-3}, "tau_syn applies only to kind 'srm'"),
+        ({"kind": "lif", "tau_syn": 1e-3}, "tau_syn applies only to kinds 'srm', 'cuba_lif' and 'cuba_li'"),
         ({"v_reset": float("nan")}, "v_reset must be finite"),
     ],
 )

@@ -13,7 +13,8 @@ SNN, per sample and step (:func:`snn_ops`):
   input each step must do), or at the first step only (``"once"``: the input
   is constant, so the first layer's product can be computed once and held as
   a constant current, the convention of snntoolbox).
-- ``update_if`` / ``update_lif`` / ``update_srm``: every neuron, every step
+- ``update_<kind>`` (``update_if``, ``update_lif``, ``update_srm``, ``update_cuba_lif``, ...): every
+  neuron, every step
   (time-driven hardware updates all of them; IF one add, LIF one
   multiply-add, SRM priced only by user presets).
 - ``bias_add``: every neuron with a non-zero bias, every step.

@@ -17,7 +17,8 @@ __all__ = ["plot_report", "SUFFIXES"]
 SUFFIXES = (".png", ".pdf", ".svg")
 
 _COLORS = {"sop": "#1f77b4", "input_mac": "#d62728", "update_if": "#2ca02c", "update_lif": "#2ca02c",
-           "update_srm": "#2ca02c", "bias_add": "#9467bd"}
+           "update_srm": "#2ca02c", "update_cuba_lif": "#2ca02c", "update_li": "#2ca02c", "update_cuba_li": "#2ca02c",
+           "update_i": "#2ca02c", "update_threshold": "#2ca02c", "bias_add": "#9467bd"}
 
 
 def plot_report(d: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:

@@ -97,6 +97,12 @@ OP_CLASSES: Mapping[str, str] = MappingProxyType({
     "update_if": "IF neuron state update, v = v + I (one add), per neuron per step",
     "update_lif": "LIF neuron state update, v = beta*v + I (one multiply-add), per neuron per step",
     "update_srm": "SRM neuron state update, per neuron per step (cost depends on the kernel implementation)",
+    "update_cuba_lif": "current-based LIF update, v = beta*v + c*i, i = alpha*i + I (two multiply-adds and an add), "
+                       "per neuron per step",
+    "update_li": "leaky integrator read-out update, v = beta*v + I (one multiply-add), per neuron per step",
+    "update_cuba_li": "current-based leaky integrator read-out update (as update_cuba_lif), per neuron per step",
+    "update_i": "integrator read-out update, v = v + I (one add), per neuron per step",
+    "update_threshold": "stateless threshold unit, compare I with theta (one add), per neuron per step",
     "bias_add": "one add of a non-zero bias into a neuron, per step",
     "ann_mac": "multiply-accumulate of the source ANN (Linear/Conv2d)",
     "ann_bias_add": "one bias add of the source ANN, per output with a non-zero bias",
@@ -151,7 +157,8 @@ class EnergyPreset:
     @classmethod
     def from_primitives(cls, name: str, *, add: float, mult: float, source: str, **kwargs: Any) -> "EnergyPreset":
         """A CMOS-style preset: a SOP, bias add and IF update cost one add; a MAC and a LIF
-        update cost one multiply plus one add; SRM updates stay unpriced.
+        update cost one multiply plus one add (a current-based update two MACs and an add);
+        SRM updates stay unpriced.
 
         Examples
         --------
@@ -163,7 +170,8 @@ class EnergyPreset:
         add, mult = _cost(add, f"EnergyPreset {name!r}: add"), _cost(mult, f"EnergyPreset {name!r}: mult")
         mac = add + mult
         costs = {"sop": add, "input_mac": mac, "update_if": add, "update_lif": mac, "bias_add": add,
-                 "ann_mac": mac, "ann_bias_add": add, **overrides}
+                 "update_cuba_lif": 2 * mac + add, "update_li": mac, "update_cuba_li": 2 * mac + add,
+                 "update_i": add, "update_threshold": add, "ann_mac": mac, "ann_bias_add": add, **overrides}
         return cls(name=name, source=source, costs_pj=costs, **kwargs)
 
     def cost(self, op: str) -> float | None:

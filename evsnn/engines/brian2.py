@@ -226,7 +226,7 @@ class Brian2Engine(Engine):
         self.propagation, self.codegen = propagation, codegen
         self.substeps = self._substeps(dt)
         self.dt_brian2 = model.dt / self.substeps
-        self.params = {p.name: NeuronParams.from_population(p, self.dtype, engine=self.name, kinds=NEURON_KINDS,
+        self.params = {p.name: NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt, kinds=NEURON_KINDS,
                                                             substeps=self.substeps) for p in model.populations}
         self.check_tables()
         self.codeobj_class = _codeobj_class(codegen)

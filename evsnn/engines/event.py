@@ -54,6 +54,9 @@ from .neurons import NeuronParams, initial_state, integrate, neuron_step
 
 __all__ = ["EventEngine"]
 
+#: Neuron kinds the event engine integrates (SRM: Brian2 only, until its recursive filters land here).
+EVENT_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i", "threshold")
+
 
 try:  # scipy's compiled kernels, called without building a sparse matrix object per step
     from scipy.sparse._sparsetools import coo_matmat_dense as _coo_matmat_dense
@@ -203,7 +206,8 @@ class EventEngine(Engine):
     def __init__(self, model: SpikingModel, *, dtype: str = "float32", dense_above: float = 0.1):
         super().__init__(model, dtype=dtype)
         self.dense_above = float(dense_above)
-        self.params = [NeuronParams.from_population(p, self.dtype, engine=self.name) for p in model.populations]
+        self.params = [NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt,
+                                                    kinds=EVENT_KINDS) for p in model.populations]
         self.index = {p.name: i for i, p in enumerate(model.populations)}
         self.check_tables()
         self.deliveries = {pr.name: _delivery(pr, self.dtype, self.dense_above) for pr in model.projections}
@@ -213,7 +217,8 @@ class EventEngine(Engine):
         self.output_index = self.index[model.output]
         self.membrane = model.readout == "membrane"
         # Populations that cannot change without spikes arriving (unless fed analog input, see run_batch).
-        self.quiet_without_input = [p.neuron.kind == "if" and p.bias is None
+        self.quiet_without_input = [p.neuron.kind in ("if", "threshold") and p.bias is None
+                                    and self.params[i].leak is None
                                     and not (self.membrane and i == self.output_index)
                                     for i, p in enumerate(model.populations)]
         self.bias = [None if p.bias is None else p.bias.reshape(-1).astype(self.dtype) for p in model.populations]
@@ -276,6 +281,7 @@ class EventEngine(Engine):
         out = BatchOutput.empty(model, encoded, batch, record)
         states = [initial_state(p, batch, n, dtype) for p, n in zip(self.params, sizes)]
         ring = [np.zeros((self.ring_length, batch, n), dtype=dtype) for n in sizes]
+        held_input = [np.zeros((batch, n), dtype=dtype) if p.ode else None for p, n in zip(self.params, sizes)]
         pending = np.zeros((len(pops), self.ring_length), dtype=bool)
         may_fire = [bool((st.v >= p.threshold).any()) for st, p in zip(states, self.params)]
 
@@ -317,16 +323,22 @@ class EventEngine(Engine):
                 if skippable[i] and not pending[i, slot] and not may_fire[i]:
                     continue  # IF, no bias, no input, all below threshold: nothing can happen
                 current = ring[i][slot]
+                # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
+                held = None
+                if self.params[i].ode and (analog[i] or self.bias[i] is not None):
+                    held = held_input[i]
+                    held[...] = 0
+                into = current if held is None else held
                 for delay, analog_current in analog[i]:
                     if t >= delay:
-                        current += analog_current
+                        into += analog_current
                 if self.bias[i] is not None:
-                    current += self.bias[i]
+                    into += self.bias[i]
                 if self.membrane and i == self.output_index:
-                    states[i] = integrate(states[i], current, self.params[i])
+                    states[i] = integrate(states[i], current, self.params[i], held)
                     out.output[:, t] = states[i].v
                 else:
-                    spiked, states[i] = neuron_step(states[i], current, self.params[i])
+                    spiked, states[i] = neuron_step(states[i], current, self.params[i], held)
                     rows, cols = np.nonzero(spiked)
                     out.spike_counts[pop.name][:, t] = np.bincount(rows, minlength=batch)
                     if i == self.output_index:

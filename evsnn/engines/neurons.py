@@ -6,20 +6,38 @@ thing to be checked against; and one derivation of the per-population
 constants (:class:`NeuronParams`), which the Brian2 engine writes into its
 equations. No I/O, no globals, no mutation.
 
-One step of length ``dt`` for a population with input current :math:`I`
-(synaptic input plus bias):
+One step of length ``dt`` for a population. The *discrete form* (what the
+converters produce) adds its input current :math:`I` (spikes, analog input
+and bias, summed by the engine) as it is:
 
 .. math::
 
-    v \leftarrow \beta v + I, \qquad s = [v \ge \theta], \qquad
+    v \leftarrow \beta v + (1 - \beta) v_{leak} + I, \qquad s = [v \ge \theta], \qquad
     v \leftarrow \begin{cases} v - \theta s & \text{reset = "subtract"} \\
                                v_{reset} \text{ where } s & \text{reset = "zero"} \end{cases}
 
-IF neurons have :math:`\beta = 1`.
+The *ODE form* (NIR's neurons) is the exact solution of the neuron's linear
+ODE over the step, with the step's analog input :math:`a` (analog input and
+bias) held constant over it and the spikes :math:`S` delivered for the step
+arriving as unit impulses at its end (docs/nir.md, "Discretization"):
+
+.. math::
+
+    v \leftarrow \beta v + (1 - \beta) v_{leak} + c_{vi}\, i + g_a\, a + g_s S, \qquad
+    i \leftarrow \alpha i + h_a\, a + h_s S,
+
+with :math:`\beta = e^{-dt/\tau_{mem}}` (1 for IF and I), :math:`g_s = R/\tau_{mem}`
+(:math:`R` for IF and I), :math:`g_a = (1 - \beta) R` (:math:`R\,dt`), and for the
+current-based kinds :math:`\alpha = e^{-dt/\tau_{syn}}`, :math:`h_s = w_{in}/\tau_{syn}`,
+:math:`h_a = (1 - \alpha) w_{in}`, :math:`c_{vi} = (R/\tau_{mem}) K`,
+:math:`g_a = w_{in}(R(1 - \beta) - c_{vi})`, :math:`g_s = 0`, where
+:math:`K = \int_0^{dt} e^{-(dt-u)/\tau_{mem}} e^{-u/\tau_{syn}} du`.
+Threshold and reset follow as above (``v > θ`` where ``strict_threshold``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,7 +46,42 @@ import numpy as np
 from ..errors import EngineError
 from ..model import Population
 
-__all__ = ["NeuronParams", "NeuronState", "neuron_step", "integrate", "initial_state"]
+__all__ = ["NeuronParams", "NeuronState", "neuron_step", "integrate", "initial_state", "ode_coefficients"]
+
+Value = float | np.ndarray  # a scalar of the engine's dtype, or one value per neuron (flattened)
+
+
+def ode_coefficients(kind: str, dt: float, *, tau_mem: Value | None, tau_syn: Value | None, r: Value,
+                     w_in: Value) -> dict[str, Value]:
+    """Exact per-step coefficients of an ODE-form neuron over a step ``dt`` (float64; see the module docstring).
+
+    Returns ``beta``, ``spike_gain`` (:math:`g_s`), ``analog_gain`` (:math:`g_a`) and, for the
+    current-based kinds, ``alpha``, ``syn_spike_gain``, ``syn_analog_gain`` and ``syn_to_v``.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if tau_mem is None:  # IF and I: v' = R I
+        return {"beta": np.ones_like(r), "spike_gain": r, "analog_gain": r * dt}
+    tm = np.asarray(tau_mem, dtype=np.float64)
+    beta = np.exp(-dt / tm)
+    if tau_syn is None:  # LIF and LI
+        return {"beta": beta, "spike_gain": r / tm, "analog_gain": -np.expm1(-dt / tm) * r}
+    ts = np.asarray(tau_syn, dtype=np.float64)
+    w = np.asarray(w_in, dtype=np.float64)
+    alpha = np.exp(-dt / ts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.where(tm == ts, dt * beta, (alpha - beta) * tm * ts / (ts - tm))
+    syn_to_v = r / tm * k
+    return {"beta": beta, "spike_gain": np.zeros_like(beta), "analog_gain": w * (-np.expm1(-dt / tm) * r - syn_to_v),
+            "alpha": alpha, "syn_spike_gain": w / ts, "syn_analog_gain": -np.expm1(-dt / ts) * w,
+            "syn_to_v": syn_to_v}
+
+
+def _cast(value: object, dtype: np.dtype) -> Value:
+    """A scalar of ``dtype`` when all values are equal, else a flat array of ``dtype``."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return dtype.type(arr)
+    return np.asarray(arr, dtype=dtype).reshape(-1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,80 +93,134 @@ class NeuronParams:
     equations), so that a change of a neuron rule lands in one place.
     """
 
-    kind: str  # "if" | "lif" | "srm"
-    beta: float  # leak per engine step (1 for IF and SRM)
-    threshold: float | np.ndarray  # scalar, or shape (n,)
+    kind: str
+    beta: Value  # leak of v per engine step (1 for IF, I and SRM)
+    threshold: Value
     reset: str  # "subtract" | "zero"
-    v_reset: float
-    v_init: float | np.ndarray  # initial potential: v_init_fraction * threshold
+    v_reset: Value
+    v_init: Value  # initial potential: v_init_fraction * threshold
+    strict: bool = False  # spike where v > θ (else v >= θ)
+    spiking: bool = True
+    ode: bool = False  # NIR's ODE form: the gains below apply
+    leak: Value | None = None  # (1 - β) v_leak, added every step; None when v_leak is 0
+    spike_gain: Value | None = None  # ODE form: jump of v per unit of spike input
+    analog_gain: Value | None = None  # ODE form: change of v per unit of held analog input
+    alpha: Value | None = None  # current-based kinds: decay of the synaptic current per step
+    syn_spike_gain: Value | None = None
+    syn_analog_gain: Value | None = None
+    syn_to_v: Value | None = None
     tau_syn: float | None = None  # SRM kernel time constants, seconds
     tau_refr: float | None = None
 
     @classmethod
-    def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str, kinds: tuple[str, ...] = ("if", "lif"),
-                        substeps: int = 1) -> "NeuronParams":
+    def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str, dt: float,
+                        kinds: tuple[str, ...] | None = None, substeps: int = 1) -> "NeuronParams":
         """Read a population's NeuronSpec for ``engine``, which integrates the neuron ``kinds`` it names.
 
-        ``substeps``: the engine's step is the model's ``dt / substeps`` (a
-        LIF leaks by ``beta ** (1 / substeps)`` per engine step).
+        ``dt`` is the model's step; ``substeps``: the engine's step is ``dt /
+        substeps`` (a discrete LIF leaks by ``beta ** (1 / substeps)`` per
+        engine step, an ODE-form neuron is integrated exactly over it).
         """
         spec = pop.neuron
-        if spec.kind not in kinds:
+        if kinds is not None and spec.kind not in kinds:
             raise EngineError(
                 f"Population {pop.name!r}: neuron kind {spec.kind!r} is not supported by engine {engine!r}, "
-                f"which integrates {' and '.join(repr(k) for k in kinds)} neurons only."
+                f"which integrates {', '.join(repr(k) for k in kinds)} neurons only."
             )
-        if spec.kind == "srm" and spec.beta != 1.0:
-            raise EngineError(f"Population {pop.name!r}: beta must be 1.0 for kind 'srm' (its leak is the "
-                              f"kernels'), got {spec.beta!r}.")
-        th = spec.threshold
-        threshold = dtype.type(th) if isinstance(th, float) else np.asarray(th, dtype=dtype).reshape(-1)
+        step = dt / substeps
+        threshold = _cast(spec.threshold, dtype)
+        values: dict[str, object] = {}
+        if spec.ode:
+            coeffs = ode_coefficients(spec.kind, step, tau_mem=spec.tau_mem,
+                                      tau_syn=spec.tau_syn if spec.kind.startswith("cuba") else None,
+                                      r=spec.r, w_in=spec.w_in)
+            values = {name: _cast(value, dtype) for name, value in coeffs.items()}
+            beta64 = coeffs["beta"]
+        else:
+            beta64 = np.asarray(spec.beta, dtype=np.float64) ** (1.0 / substeps)
+            values["beta"] = _cast(spec.beta if substeps == 1 else beta64, dtype)
+        leak64 = -np.expm1(np.log(beta64)) * np.asarray(spec.v_leak, dtype=np.float64)
+        leak = _cast(leak64, dtype) if np.any(leak64 != 0) else None
         return cls(
             kind=spec.kind,
-            beta=dtype.type(spec.beta if substeps == 1 else spec.beta ** (1.0 / substeps)),
             threshold=threshold,
             reset=spec.reset,
-            v_reset=dtype.type(spec.v_reset),
+            v_reset=_cast(spec.v_reset, dtype),
             v_init=threshold * dtype.type(spec.v_init_fraction),
-            tau_syn=spec.tau_syn,
+            strict=spec.strict_threshold,
+            spiking=spec.spiking,
+            ode=spec.ode,
+            leak=leak,
+            tau_syn=spec.tau_syn if spec.kind == "srm" else None,
             tau_refr=spec.tau_refr,
+            **values,
         )
 
 
 class NeuronState(NamedTuple):
     v: np.ndarray  # membrane potential, shape (batch, n)
+    i: np.ndarray | None = None  # synaptic current of the current-based kinds
 
 
 def initial_state(p: NeuronParams, batch: int, n: int, dtype: np.dtype) -> NeuronState:
-    """Membrane potentials at the start of a run: ``v_init_fraction * threshold``."""
-    return NeuronState(v=np.broadcast_to(np.asarray(p.v_init, dtype=dtype), (batch, n)).copy())
+    """State at the start of a run: ``v = v_init_fraction * threshold``, synaptic current 0."""
+    v = np.broadcast_to(np.asarray(p.v_init, dtype=dtype), (batch, n)).copy()
+    return NeuronState(v=v, i=None if p.alpha is None else np.zeros((batch, n), dtype=dtype))
 
 
-def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams) -> NeuronState:
-    """Leaky integration without threshold (a ``membrane`` readout): ``v = beta * v + current``."""
-    return NeuronState(v=state.v + current if p.beta == 1 else p.beta * state.v + current)
+def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams,
+              analog: np.ndarray | None = None) -> NeuronState:
+    """The sub-threshold update of one step (a ``membrane`` read-out stops here).
+
+    ``current``: what arrives as impulses at the end of the step (the discrete
+    form: all input, summed); ``analog``: the ODE form's held input (analog
+    input and bias), ``None`` for none.
+    """
+    if p.kind == "threshold":  # stateless: the step's input is the potential
+        return NeuronState(v=current.copy())
+    if not p.ode:
+        v = state.v + current if np.all(p.beta == 1) else p.beta * state.v + current
+        return NeuronState(v=v if p.leak is None else v + p.leak)
+    v = state.v if np.all(p.beta == 1) else p.beta * state.v
+    if p.leak is not None:
+        v = v + p.leak
+    if p.alpha is not None:
+        v = v + p.syn_to_v * state.i
+        i = p.alpha * state.i + p.syn_spike_gain * current
+        if analog is not None:
+            v = v + p.analog_gain * analog
+            i = i + p.syn_analog_gain * analog
+        return NeuronState(v=v, i=i)
+    if analog is not None:
+        v = v + p.analog_gain * analog
+    return NeuronState(v=v + p.spike_gain * current)
 
 
-def neuron_step(state: NeuronState, current: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, NeuronState]:
+def neuron_step(state: NeuronState, current: np.ndarray, p: NeuronParams,
+                analog: np.ndarray | None = None) -> tuple[np.ndarray, NeuronState]:
     """Advance one population by one step; return ``(spiked, new_state)``.
 
     Parameters
     ----------
     state : NeuronState
-        ``v`` of shape ``(batch, n)``.
+        ``v`` (and ``i``) of shape ``(batch, n)``.
     current : array, shape (batch, n)
-        Synaptic input of this step plus bias.
+        Input arriving as impulses (the discrete form: synaptic input plus
+        analog input plus bias).
     p : NeuronParams
+    analog : array, shape (batch, n), optional
+        ODE form: input held over the step (analog input plus bias).
 
     Returns
     -------
     spiked : bool array, shape (batch, n)
     new_state : NeuronState
     """
-    v = integrate(state, current, p).v
-    spiked = v >= p.threshold
+    new = integrate(state, current, p, analog)
+    v = new.v
+    spiked = v > p.threshold if p.strict else v >= p.threshold
     if p.reset == "subtract":
         v = v - spiked * p.threshold
     else:
         v = np.where(spiked, p.v_reset, v)
-    return spiked, NeuronState(v=v)
+    return spiked, new._replace(v=v)
