@@ -18,27 +18,31 @@ from .errors import (
 from .io.hdf5 import load, save
 from .model import InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from .ops import Conv2d, Dense, Sparse
-from .encoding import EncodedInput, encode
+from .encoding import EncodedInput, encode, encode_spikes
 from .result import Result
 from .simulation import simulate
 from .energy import energy_report
 from .validation import validate
 
 
-
 def __getattr__(name: str):
-    """``evsnn.convert`` is imported on first use, so that ``import evsnn`` does not load torch."""
+    """``convert`` (torch) and the NIR functions (the ``nir`` package) are imported on first use, so that
+    ``import evsnn`` stays light."""
     if name == "convert":
         from .converters import convert
 
         return convert
+    if name in ("to_nir", "from_nir"):
+        from .io import nir
+
+        return getattr(nir, name)
     raise AttributeError(f"module 'evsnn' has no attribute {name!r}")
 
 
 __all__ = [
     "convert",
     "__version__",
-    "save", "load", "simulate", "encode", "EncodedInput", "Result", "energy_report", "validate",
+    "save", "load", "simulate", "encode", "encode_spikes", "EncodedInput", "Result", "energy_report", "validate",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

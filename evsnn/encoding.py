@@ -48,7 +48,7 @@ from .errors import AccuracyWarning, InputError
 from .model import SpikingModel
 from .settings import RunSettings, check_samples, run_settings
 
-__all__ = ["encode", "encode_with", "EncodedInput", "run_input"]
+__all__ = ["encode_spikes", "encode", "encode_with", "EncodedInput", "run_input"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +78,9 @@ class EncodedInput:
     offset : int, default=0
         Index of ``x[0]`` in the input given to :func:`encode`; it seeds the
         random generator of each sample (see :meth:`select`).
+    given : numpy.ndarray, optional
+        Encoding ``"spikes"`` (:func:`encode_spikes`): the spike trains as
+        given, bool ``(steps, N_all, n_inputs)``; sample ``b`` is ``given[:, offset + b]``.
     """
 
     encoding: str
@@ -89,6 +92,7 @@ class EncodedInput:
     x: np.ndarray = field(repr=False)
     input_shape: tuple[int, ...]
     offset: int = 0
+    given: np.ndarray | None = field(default=None, repr=False)  # encoding "spikes": bool (steps, N, n_inputs)
 
     @property
     def n_samples(self) -> int:
@@ -184,6 +188,8 @@ class EncodedInput:
     def _raster(self, method: str, start: int, stop: int) -> np.ndarray:
         """Boolean spikes of samples ``[start, stop)``, shape (steps, B, n_inputs)."""
         self._check_range(method, start, stop)
+        if self.given is not None:
+            return self.given[:, self.offset + start:self.offset + stop]
         if not self.is_spiking:
             raise InputError(f"EncodedInput.{method}: encoding must be 'poisson' or 'regular', got 'current'. "
                              "Use current() for analog input.")
@@ -288,6 +294,48 @@ def encode(
             )
     return EncodedInput(encoding=encoding, steps=settings.steps, dt=model.dt, max_rate=max_rate, scale=scale,
                         seed=settings.seed, x=flat, input_shape=spec.shape)
+
+
+def encode_spikes(model: SpikingModel, spikes: object) -> EncodedInput:
+    """Spike trains given by the caller, for every engine (encoding ``"spikes"``).
+
+    What a cross-simulator comparison needs: the identical input spikes to
+    evsnn's engines and to another simulator (docs/nir.md, "Conformance").
+
+    Parameters
+    ----------
+    spikes : array_like of 0/1 (or bool), shape (N, steps, *model.input.shape)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from evsnn import SpikingModel, InputSpec, Population, Projection, Dense
+    >>> m = SpikingModel(input=InputSpec((2,)), populations=[Population("out", (1,))],
+    ...                  projections=[Projection("w", "input", "out", Dense(np.ones((1, 2))))])
+    >>> encode_spikes(m, np.array([[[1, 0], [0, 1]]])).spikes(0, 1).toarray()
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    where = "encode_spikes"
+    try:
+        arr = np.asarray(spikes)
+    except Exception as err:
+        raise InputError(f"{where}: spikes must be an array, got {type(spikes).__name__}.") from err
+    shape = model.input.shape
+    if arr.ndim != 2 + len(shape) or arr.shape[2:] != shape or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{where}: spikes must have shape (N, steps, {', '.join(map(str, shape))}) with N, "
+                         f"steps >= 1, got {arr.shape}.")
+    if arr.dtype != bool and (arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all()):
+        raise InputError(f"{where}: spikes must hold only 0 and 1 (one spike per input per step), got "
+                         f"dtype {arr.dtype}" + ("" if arr.dtype.kind not in "biuf" else
+                                                 f" with values in [{arr.min()}, {arr.max()}]") + ".")
+    n, steps = arr.shape[:2]
+    given = np.ascontiguousarray(arr.astype(bool).reshape(n, steps, -1).transpose(1, 0, 2))
+    given.setflags(write=False)
+    x = given.mean(axis=0) / (model.input.max_rate * model.dt)  # the rate each train carries, for the record
+    x.setflags(write=False)
+    return EncodedInput(encoding="spikes", steps=int(steps), dt=model.dt, max_rate=model.input.max_rate, scale=1.0,
+                        seed=0, x=x, input_shape=shape, given=given)
 
 
 def run_input(model: SpikingModel, x: object, *, where: str, **settings: Any) -> tuple[RunSettings, EncodedInput]:
