@@ -42,7 +42,7 @@ def __getattr__(name: str):
 __all__ = [
     "convert",
     "__version__",
-    "save", "load", "simulate", "encode", "encode_spikes", "EncodedInput", "Result", "energy_report", "validate",
+    "save", "load", "simulate", "encode", "encode_spikes", "EncodedInput", "to_nir", "from_nir", "Result", "energy_report", "validate",
     "SpikingModel", "InputSpec", "NeuronSpec", "Population", "Projection",
     "Dense", "Conv2d", "Sparse",
     "EvsnnError", "ModelError", "ConversionError", "InputError", "FormatError", "UnsupportedVersionError",

@@ -315,6 +315,8 @@ def _equals(value: float | np.ndarray, number: float) -> bool:
 
 def _show(value: float | np.ndarray) -> str:
     if isinstance(value, np.ndarray):
+        if value.size and value.min() == value.max():
+            return f"{value.flat[0]:.3g}"
         return f"[{value.min():.3g}..{value.max():.3g}]" if value.size else "[]"
     return f"{value:g}"
 

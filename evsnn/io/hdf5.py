@@ -558,8 +558,12 @@ def _one_line(err: BaseException) -> str:
 # --------------------------------------------------------------------------------------
 # Structure: links, storage and filters of every node, before any data is read
 # --------------------------------------------------------------------------------------
-def _check_structure(r: _Reader, root: h5py.Group) -> None:
-    """Refuse anything that reaches outside the file or that the format does not use."""
+def _check_structure(r: _Reader, root: h5py.Group, *, strings: bool = False) -> None:
+    """Refuse anything that reaches outside the file or that the format does not use.
+
+    ``strings``: allow variable-length string datasets (NIR's files store node
+    types and edges that way; evsnn's own format does not).
+    """
     count = 0
     stack: list[tuple[h5py.Group, int]] = [(root, 0)]
     while stack:
@@ -587,13 +591,13 @@ def _check_structure(r: _Reader, root: h5py.Group) -> None:
             elif isinstance(node, h5py.Dataset):
                 r.check_attr_names(node)
                 r.check_attr_types(node)
-                _check_storage(r, node)
+                _check_storage(r, node, strings=strings)
             else:
                 raise r.error(where, f"object of type {type(node).__name__} refused: the format holds only "
                                      "groups and datasets.")
 
 
-def _check_storage(r: _Reader, ds: h5py.Dataset) -> None:
+def _check_storage(r: _Reader, ds: h5py.Dataset, *, strings: bool = False) -> None:
     """Contiguous, compact or chunked storage inside this file, filters that save uses, all data present."""
     dcpl = ds.id.get_create_plist()
     layout = dcpl.get_layout()
@@ -610,9 +614,13 @@ def _check_storage(r: _Reader, ds: h5py.Dataset) -> None:
         raise r.error(ds, f"filter list {filters} repeats a filter.")
     if ds.shape is None:
         raise r.error(ds, "dataset with a null dataspace refused.")
-    problem = _type_problem(ds.id.get_type(), dataset=True, vlen_ok=False)
+    tid = ds.id.get_type()
+    text = strings and tid.get_class() == h5py.h5t.STRING and math.prod(ds.shape) <= MAX_NODES
+    problem = _type_problem(tid, dataset=not text, vlen_ok=text)
     if problem:
         raise r.error(ds, f"{problem}.")
+    if text:  # a variable-length string stores pointers into the heap, not its declared bytes
+        return
     declared = math.prod(ds.shape) * ds.dtype.itemsize
     stored = ds.id.get_storage_size()
     if layout == h5py.h5d.CHUNKED:

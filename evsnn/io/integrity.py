@@ -26,7 +26,8 @@ import struct
 from ..checks import file_kind
 from ..errors import FormatError
 
-__all__ = ["USERBLOCK_SIZE", "MAGIC", "HDF5_SIGNATURE", "MAX_FILE_BYTES", "header", "stamp", "read_verified"]
+__all__ = ["USERBLOCK_SIZE", "MAGIC", "HDF5_SIGNATURE", "MAX_FILE_BYTES", "header", "stamp", "read_verified",
+           "read_regular"]
 
 #: Size of HDF5's user block that holds the header (the smallest HDF5 allows).
 USERBLOCK_SIZE = 512
@@ -72,25 +73,7 @@ def read_verified(path: str) -> tuple[bytes, int]:
     FormatError
         Not a regular file, too large, not an evsnn file, or ``checksum mismatch``.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file.") from None
-    except OSError as err:
-        raise FormatError(f"{path}: cannot be read: {err.strerror or err}.") from err
-    _check_regular(path, st.st_mode)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        raise FormatError(f"{path}: cannot be read: {err.strerror or err}.") from err
-    with open(fd, "rb", closefd=True) as fh:
-        st = os.fstat(fh.fileno())  # the file actually opened (the path may have changed since os.stat)
-        _check_regular(path, st.st_mode)
-        if st.st_size > MAX_FILE_BYTES:
-            raise FormatError(f"{path}: file is {st.st_size} bytes, more than the {MAX_FILE_BYTES}-byte limit "
-                              "for evsnn models (evsnn.io.integrity.MAX_FILE_BYTES).")
-        data = fh.read(MAX_FILE_BYTES + 1)
+    data = read_regular(path, MAX_FILE_BYTES, what="evsnn models")
     if data.startswith(HDF5_SIGNATURE):
         return data, 1
     if not (data.startswith(MAGIC) or data[USERBLOCK_SIZE:USERBLOCK_SIZE + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE):
@@ -109,6 +92,42 @@ def read_verified(path: str) -> tuple[bytes, int]:
         raise FormatError(f"{path}: checksum mismatch: the file is damaged (its SHA-256 digest or header "
                           "differs from the one written by evsnn.save()). Get an intact copy.")
     return data, 2
+
+
+def read_regular(path: str, max_bytes: int, *, what: str) -> bytes:
+    """The bytes of the regular file at ``path`` (at most ``max_bytes``), opened without blocking.
+
+    A FIFO or device never hangs the reader, and the file checked is the file
+    read (``fstat`` after ``open``). ``what`` names the kind of file in the
+    size message, e.g. ``"evsnn models"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    FormatError
+        Not a regular file, unreadable, or larger than ``max_bytes``.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file.") from None
+    except OSError as err:
+        raise FormatError(f"{path}: cannot be read: {err.strerror or err}.") from err
+    _check_regular(path, st.st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise FormatError(f"{path}: cannot be read: {err.strerror or err}.") from err
+    with open(fd, "rb", closefd=True) as fh:
+        st = os.fstat(fh.fileno())  # the file actually opened (the path may have changed since os.stat)
+        _check_regular(path, st.st_mode)
+        if st.st_size > max_bytes:
+            raise FormatError(f"{path}: file is {st.st_size} bytes, more than the {max_bytes}-byte limit "
+                              f"for {what}.")
+        data = fh.read(max_bytes + 1)
+    return data
 
 
 def _check_regular(path: str, mode: int) -> None:
