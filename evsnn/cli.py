@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -178,11 +179,19 @@ def _output_dir(path: str, what: str) -> str:
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _load_model(path: str, what: str = "MODEL"):
-    """The evsnn model in ``path``; a torch checkpoint is pointed to ``evsnn convert``."""
-    from .io.hdf5 import load
+def _load_model(path: str, what: str = "MODEL", dt: float | None = None):
+    """The evsnn model in ``path`` (a ``.nir`` file imported over steps of ``dt``); a torch checkpoint is pointed
+    to ``evsnn convert``."""
+    from .io.hdf5 import _load_isolated, load
 
     _input_file(path, what)
+    if path.lower().endswith(".nir"):
+        if dt is None:
+            raise _BadArgument(f"{what} {path}: a NIR model is continuous-time; give the step to integrate it "
+                               "over with --dt SECONDS, e.g. --dt 1e-3.")
+        return _load_isolated(path, 60.0, nir_dt=dt)  # nir.read parses HDF5 too: in a child process
+    if dt is not None:
+        raise _BadArgument(f"--dt applies only to a .nir {what}; {path} carries its own dt.")
     with open(path, "rb") as f:  # a regular file (checked): reading cannot block
         head = f.read(8)
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip archive, or its older pickle format
@@ -237,10 +246,17 @@ def _samples(args: argparse.Namespace, model, *, default: int, need_labels: bool
     return x, y, description
 
 
+def _add_model(p: argparse.ArgumentParser) -> None:
+    """The model argument: an evsnn HDF5 file, or a NIR file with the step to integrate it over."""
+    p.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file, or a .nir file (with --dt)")
+    p.add_argument("--dt", type=_positive, default=None, metavar="SECONDS",
+                   help="for a .nir MODEL: the step its ODEs are integrated over (required there)")
+
+
 def _add_model_and_data(p: argparse.ArgumentParser, samples_default: int, *,
                         engine_help: str = "simulation engine (default: event)") -> None:
     """The saved model to run, the engine that runs it, and the samples it runs on (run, report, validate)."""
-    p.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
+    _add_model(p)
     p.add_argument("--engine", default="event", help=engine_help)
     p.add_argument("--data", default=None, metavar="FILE",
                    help=f"samples to run: .npy (samples only), .npz (array x, optional labels y) or an IDX file "
@@ -254,7 +270,7 @@ def _add_model_and_data(p: argparse.ArgumentParser, samples_default: int, *,
 def _info(args: argparse.Namespace) -> int:
     from .model import provenance_to_dict
 
-    model = _load_model(args.model)
+    model = _load_model(args.model, dt=args.dt)
     if args.json:
         out = {
             "file": args.model,
@@ -289,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_engines(args, ("--engine", args.engine))
     settings = _run_settings(args)
-    model = _load_model(args.model)
+    model = _load_model(args.model, dt=args.dt)
     x, y, data = _samples(args, model, default=2000)
     result = _simulate(model, x, args.engine, settings)
     summary = {"model": args.model, "data": data, **result.summary(y)}
@@ -317,7 +333,7 @@ def _report(args: argparse.Namespace) -> int:
         _plotting()
     if args.csv:
         _output_path(args.csv, "--csv")
-    model = _load_model(args.model)
+    model = _load_model(args.model, dt=args.dt)
     x, y, data = _samples(args, model, default=2000)
     result = _simulate(model, x, args.engine, settings)
     report = energy_report(result, model, x=x, labels=y, preset=presets[0], ann_preset=presets[1],
@@ -347,7 +363,7 @@ def _validate(args: argparse.Namespace) -> int:
                            f"{args.convergence!r}.")
     settings = _run_settings(args)
     common = {**settings, "dtype": (args.dtype, "float64")}
-    model = _load_model(args.model)
+    model = _load_model(args.model, dt=args.dt)
     x, _, data_note = _samples(args, model, default=20)
     report = validate(model, x, engines=(args.engine, args.against), propagation=props, **common)
     conv = (convergence(model, x, engine=args.engine, factors=[1, *factors], propagation=props[0], **settings)
@@ -556,6 +572,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .io.nir import write_nir
+
+    _output_path(args.output, "OUT", (".nir",))
+    model = _load_model(args.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_nir(model, args.output)
+    print(f"wrote {args.output}: {len(model.populations)} populations, {len(model.projections)} projections "
+          f"(dt = {model.dt:g} s)")
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .io.hdf5 import save
+
+    _output_path(args.output, "OUT", (".h5", ".hdf5"))
+    model = _load_model(args.nir_file, "IN", dt=args.dt)
+    save(model, args.output)
+    print(f"wrote {args.output}")
+    print(model.summary())
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------------------------------
 def _subparser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=EXIT_CODES,
@@ -588,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     info = _subparser(sub, "info", "summarise a saved model: layers, shapes, neurons, synapses, provenance")
-    info.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
+    _add_model(info)
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_info)
 
@@ -669,6 +711,18 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_run_settings(val, dtype="float64")
     val.set_defaults(func=_validate)
+
+    exp = _subparser(sub, "export", "write a saved model as a NIR graph (.nir) for other simulators and chips")
+    exp.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file")
+    exp.add_argument("output", metavar="OUT", help="the .nir file to write")
+    exp.set_defaults(func=_export)
+
+    imp = _subparser(sub, "import", "read a NIR graph (.nir) and save it as an evsnn HDF5 model")
+    imp.add_argument("nir_file", metavar="IN", help="a .nir file")
+    imp.add_argument("output", metavar="OUT", help="the HDF5 file to write")
+    imp.add_argument("--dt", type=_positive, required=True, metavar="SECONDS",
+                     help="the step NIR's ODEs are integrated over (e.g. 1e-3)")
+    imp.set_defaults(func=_import)
 
     demo = _subparser(sub, "demo", "train the Diehl et al. (2015) MLP on the bundled MNIST split, convert, save "
                                    "and simulate it")

@@ -41,7 +41,7 @@ from ..checks import check_shape
 from ..errors import ConversionError, ModelError
 from ..model import INPUT, InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import Conv2d, conv2d_output_shape
-from .linear_maps import _compose, _Map, _operator, _scale_outputs
+from ..linear_maps import _compose, _Map, _operator, _scale_outputs
 
 __all__ = ["import_torch", "import_provenance"]
 

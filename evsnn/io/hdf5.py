@@ -49,7 +49,8 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..errors import EvsnnWarning, FormatError, InputError, ModelError, UnsupportedVersionError
+from ..errors import (ConversionError, DependencyError, EvsnnWarning, FormatError, InputError, ModelError,
+                      UnsupportedVersionError)
 from ..model import INPUT, InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import OPERATORS, Conv2d, Dense, Sparse
 from . import integrity
@@ -452,19 +453,24 @@ def load(path: str | os.PathLike, *, isolate: bool = False, timeout: float = 60.
 
 # Errors the child may report that are re-raised as themselves; anything else is a reader failure.
 _PASSED_ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls for cls in (FormatError, UnsupportedVersionError, FileNotFoundError, PermissionError)}
+    cls.__name__: cls for cls in (FormatError, UnsupportedVersionError, FileNotFoundError, PermissionError,
+                                  ConversionError, DependencyError)}
 _CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from evsnn.io.hdf5 import _isolated_child; " \
               "_isolated_child(*sys.argv[2:])"
 
 
-def _load_isolated(path: str, timeout: float) -> SpikingModel:
-    """``load(path)`` run in a child process (see :func:`load`); the child's result arrives as an evsnn file."""
+def _load_isolated(path: str, timeout: float, nir_dt: float | None = None) -> SpikingModel:
+    """``load(path)`` run in a child process (see :func:`load`); the child's result arrives as an evsnn file.
+
+    With ``nir_dt`` the child reads a NIR file instead (``evsnn.io.nir.from_nir(path, dt=nir_dt)``).
+    """
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise InputError(f"load: timeout must be a positive number of seconds, got {timeout!r}.")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with tempfile.TemporaryDirectory(prefix="evsnn-load-") as tmp:
         copy, result = os.path.join(tmp, "model.h5"), os.path.join(tmp, "result.json")
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, root, path, copy, result],
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, root, path, copy, result,
+                                 "" if nir_dt is None else repr(float(nir_dt))],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)  # its own process group, killed whole on timeout
         stderr = None
@@ -507,13 +513,20 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-def _isolated_child(path: str, copy: str, result: str) -> None:
-    """The child of ``load(isolate=True)``: load ``path``, save the model to ``copy``, report to ``result`` (JSON)."""
+def _isolated_child(path: str, copy: str, result: str, nir_dt: str = "") -> None:
+    """The child of ``load(isolate=True)``: load ``path`` (a NIR file when ``nir_dt`` is given), save the model to
+    ``copy``, report to ``result`` (JSON)."""
     error = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            save(load(path), copy)
+            if nir_dt:
+                from .nir import from_nir
+
+                model = from_nir(path, dt=float(nir_dt))
+            else:
+                model = load(path)
+            save(model, copy)
         except Exception as err:  # noqa: BLE001 - reported to the parent, which decides what it means
             error = [type(err).__name__, str(err)]
     with open(result, "w", encoding="utf-8") as fh:

@@ -50,7 +50,7 @@ from ..checks import check_output_path
 from ..errors import ConversionError, DependencyError, EvsnnWarning, FormatError, InputError, ModelError
 from ..model import INPUT, InputSpec, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
-from ..converters.linear_maps import _compose, _operator
+from ..linear_maps import _compose, _operator
 from . import integrity
 
 __all__ = ["to_nir", "from_nir", "read_nir", "write_nir", "hard_reset", "NirWarning", "MAX_NIR_BYTES", "METADATA_KEY"]
@@ -76,7 +76,7 @@ def _nir():
 
 
 def hard_reset() -> bool:
-    """Whether the installed ``nir`` resets to ``v_reset`` (nir >= 1.0.5) or subtracts the threshold (nir <= 1.0.4).
+    r"""Whether the installed ``nir`` resets to ``v_reset`` (nir >= 1.0.5) or subtracts the threshold (nir <= 1.0.4).
 
     NIR changed its spiking neurons' reset between releases: 1.0.4 documents
     :math:`v \leftarrow v - v_{thr}` and has no ``v_reset``; later releases add

@@ -1,4 +1,4 @@
-"""Linear maps between populations, as the torch importer composes them (``Linear``/``Conv2d``/pooling/BatchNorm).
+"""Linear maps between populations, composed into one IR operator (the torch importer and the NIR importer).
 
 A map is a :class:`~evsnn.ops.Conv2d` while composing convolutions stays exact,
 otherwise a dense or CSR matrix; ``None`` is the identity. The importer folds
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ..ops import Conv2d, Dense, Operator, Sparse
+from .ops import Conv2d, Dense, Operator, Sparse
 
 # A linear map from a source population to the current expression: ``None`` is the identity.
 _Map = Conv2d | np.ndarray | sp.csr_array | None
