@@ -139,6 +139,9 @@ def _neuron_node(pop: Population, dt: float, membrane: bool) -> tuple[Any, np.nd
                 nir.LIF(tau=f(tau), r=r, v_leak=leak, v_threshold=f(spec.threshold), **reset)
         else:
             common = dict(tau_syn=f(spec.tau_syn), tau_mem=f(tau), r=r, v_leak=leak, w_in=f(spec.w_in))
+            if (membrane or kind == "cuba_li") and not hasattr(nir, "CubaLI"):
+                raise ConversionError(f"Population {pop.name!r}: the installed nir {nir.version} has no CubaLI "
+                                      "node (added in nir 1.0.5); upgrade nir to export this read-out.")
             node = nir.CubaLI(**common) if membrane or kind == "cuba_li" else \
                 nir.CubaLIF(**common, v_threshold=f(spec.threshold), **reset)
         return node, f(1.0)
@@ -659,7 +662,9 @@ def from_nir(graph_or_path: Any, *, dt: float, encoding: str | None = None) -> S
                 raise ConversionError(f"{_where(a, nodes[a])}: cannot feed {key!r}.")
         return found
 
-    (out_pop,) = preds[out_key] if len(preds[out_key]) == 1 else (None,)
+    out_pop = out_key
+    while len(preds[out_pop]) == 1 and (out_pop == out_key or isinstance(nodes[out_pop], (nir.Input, nir.Output))):
+        out_pop = preds[out_pop][0]  # through the Output of a nested subgraph
     if out_pop not in specs:
         feeder = preds[out_key][0] if preds[out_key] else None
         what = "nothing" if feeder is None else _where(feeder, nodes[feeder])
