@@ -109,7 +109,7 @@ import numpy as np
 
 from ..encoding import EncodedInput
 from ..errors import EngineError
-from ..model import INPUT, NEURON_KINDS, Population, Projection, SpikingModel
+from ..model import INPUT, Population, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from ..settings import PROPAGATIONS
 from . import memory, register_engine
@@ -121,7 +121,10 @@ try:
 except ImportError as err:  # pragma: no cover - brian2 is a dependency, but may be missing
     raise EngineError("Engine 'brian2' needs the brian2 package; install it with `pip install brian2`.") from err
 
-__all__ = ["Brian2Engine", "PROPAGATIONS", "CODEGENS"]
+__all__ = ["Brian2Engine", "PROPAGATIONS", "CODEGENS", "BRIAN2_KINDS"]
+
+#: Neuron kinds this engine integrates (the discrete form; NIR's ODE-form neurons run on the event engine).
+BRIAN2_KINDS = ("if", "lif", "srm")
 
 try:  # newer pyparsing deprecates the names Brian2's parsers call, once per parsed statement
     from pyparsing import PyparsingDeprecationWarning as _ParserWarning
@@ -226,14 +229,30 @@ class Brian2Engine(Engine):
         self.propagation, self.codegen = propagation, codegen
         self.substeps = self._substeps(dt)
         self.dt_brian2 = model.dt / self.substeps
-        self.params = {p.name: NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt, kinds=NEURON_KINDS,
-                                                            substeps=self.substeps) for p in model.populations}
+        for pop in model.populations:
+            self._check_supported(pop)
+        self.params = {p.name: NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt,
+                                                            kinds=BRIAN2_KINDS, substeps=self.substeps)
+                       for p in model.populations}
         self.check_tables()
         self.codeobj_class = _codeobj_class(codegen)
         self.index = {p.name: i for i, p in enumerate(model.populations)}
         self.rank = {pr.name: j for j, pr in enumerate(model.projections)}
         self.timing = {"samples": 0, "run_s": 0.0, "sample_s": 0.0, "build_s": 0.0}
         self._built: dict[bool, _Built] = {}
+
+    def _check_supported(self, pop: Population) -> None:
+        """Refuse, by name, the NIR-era neuron features this engine does not integrate yet (never run them wrong)."""
+        spec = pop.neuron
+        missing = [what for what, present in (
+            ("the ODE form (r given)", spec.ode),
+            ("strict_threshold", spec.strict_threshold),
+            ("v_leak", bool(np.any(np.asarray(spec.v_leak) != 0))),
+            ("per-neuron beta or v_reset", isinstance(spec.beta, np.ndarray) or isinstance(spec.v_reset, np.ndarray)),
+        ) if present]
+        if missing:
+            raise EngineError(f"Population {pop.name!r}: engine {self.name!r} does not integrate "
+                              f"{', '.join(missing)} yet; run it on the event engine.")
 
     def _substeps(self, dt: float | None) -> int:
         if dt is None:
