@@ -70,6 +70,16 @@ def test_cuba_lif_spikes_where_the_ode_crosses_threshold_from_above():
     assert counts.sum() > 0 and int(np.argmax(counts > 0)) == first
 
 
+def test_saving_refuses_what_the_file_format_cannot_hold_yet(tmp_path):
+    from evsnn import FormatError, save
+
+    target = tmp_path / "m.h5"
+    target.write_bytes(b"keep me")
+    with pytest.raises(FormatError, match="cannot save population 'p': .*the ODE form"):
+        save(readout(NeuronSpec("li", tau_mem=0.01, r=1.0)), target)
+    assert target.read_bytes() == b"keep me"
+
+
 def test_the_brian2_engine_refuses_what_it_does_not_integrate_yet():
     model = readout(NeuronSpec("li", tau_mem=0.01, r=1.0))
     with pytest.raises(EngineError, match="'p': engine 'brian2' does not integrate the ODE form"):

@@ -193,7 +193,8 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
         ``model`` is not a :class:`~evsnn.SpikingModel`.
     FormatError
         The model holds provenance that :func:`load` would refuse (the message
-        names the path inside the file), or the file cannot be written.
+        names the path inside the file), neuron fields the format does not
+        store yet (NIR's ODE-form neurons), or the file cannot be written.
     FileNotFoundError
         The target's directory does not exist.
 
@@ -211,6 +212,7 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
         raise ModelError(f"save: model must be a SpikingModel, got {type(model).__name__}.")
     shown = os.fspath(path)
     _check_provenance(shown, model.provenance, "/provenance", _Budget())
+    _check_storable(shown, model)
     target = os.path.realpath(shown)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
@@ -237,6 +239,22 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
             detail = str(err).replace(tmp, shown)
             raise FormatError(f"{shown}: cannot save: {detail}") from err
         raise
+
+
+def _check_storable(path: str, model: SpikingModel) -> None:
+    """Refuse, before writing, neuron fields format version 2 cannot hold (never drop them silently)."""
+    for p in model.populations:
+        n = p.neuron
+        unstored = [name for name, present in (
+            (f"kind {n.kind!r}", n.kind not in ("if", "lif", "srm")),
+            ("the ODE form (r, tau_mem)", n.ode),
+            ("strict_threshold", n.strict_threshold),
+            ("v_leak", bool(np.any(np.asarray(n.v_leak) != 0))),
+            ("per-neuron beta or v_reset", isinstance(n.beta, np.ndarray) or isinstance(n.v_reset, np.ndarray)),
+        ) if present]
+        if unstored:
+            raise FormatError(f"{path}: cannot save population {p.name!r}: the file format does not store "
+                              f"{', '.join(unstored)} yet. Keep the model as NIR (evsnn.io.nir.write_nir) meanwhile.")
 
 
 def _check_provenance(path: str, d: Mapping[str, Any], where: str, budget: _Budget, depth: int = 1) -> None:
