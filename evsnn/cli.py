@@ -598,6 +598,36 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from .nir_conformance import FRAMEWORKS, adapter, check, format_table
+
+    if args.framework != "all" and args.framework not in FRAMEWORKS:
+        raise _BadArgument(f"--framework must be one of {', '.join(sorted(FRAMEWORKS))} or all, got "
+                           f"{args.framework!r}")
+    names = sorted(FRAMEWORKS) if args.framework == "all" else [args.framework]
+    reports, skipped = [], []
+    for name in names:
+        why = adapter(name).missing()
+        if why:
+            if args.framework != "all":
+                raise EvsnnError(f"framework {name!r} is not available: {why}")
+            skipped.append(f"{name}: {why}")
+            continue
+        directions = ("import", "export") if args.direction == "both" else (args.direction,)
+        reports.append(check(name, dt=args.dt, steps=args.steps, seed=args.seed, brian2=not args.no_brian2,
+                             directions=directions))
+    if args.json:
+        print(json.dumps({"reports": [r.to_dict() for r in reports], "skipped": skipped}, indent=2))
+        return 0
+    for rep in reports:
+        print(rep.to_markdown())
+    if len(reports) > 1:
+        print(format_table(reports))
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    return 0 if reports else 1
+
+
 # --- the parser ---------------------------------------------------------------------------------------------------
 def _subparser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=EXIT_CODES,
@@ -723,6 +753,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dt", type=_positive, required=True, metavar="SECONDS",
                      help="the step NIR's ODEs are integrated over (e.g. 1e-3)")
     imp.set_defaults(func=_import)
+
+    conf = _subparser(sub, "conformance", "measure another framework's NIR import and export against NIR's ODEs "
+                                          "(evsnn's event engine and Brian2) on reference graphs")
+    conf.add_argument("--framework", required=True, metavar="NAME",
+                      help="the framework to check: snntorch, norse, sinabs, spikingjelly, or all (every installed "
+                           "one)")
+    conf.add_argument("--dt", type=_positive, default=1e-3, metavar="SECONDS", help="the step (default: 1e-3)")
+    conf.add_argument("--steps", type=_positive_int, default=50, help="steps per input (default: 50)")
+    conf.add_argument("--seed", type=_count, default=0, help="seed of weights and inputs (default: 0)")
+    conf.add_argument("--direction", choices=["import", "export", "both"], default="both")
+    conf.add_argument("--no-brian2", action="store_true", help="skip the Brian2 run of every case")
+    conf.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    conf.set_defaults(func=_conformance)
 
     demo = _subparser(sub, "demo", "train the Diehl et al. (2015) MLP on the bundled MNIST split, convert, save "
                                    "and simulate it")
