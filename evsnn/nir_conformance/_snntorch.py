@@ -3,7 +3,9 @@
 What snnTorch 1.0.0 does with NIR (measured by :meth:`SnntorchAdapter.effective`, tests/test_conformance_snntorch.py):
 it has no notion of a step length. Its import maps ``IF`` onto a ``Leaky`` with β = 0.9 and a subtracting reset,
 ``LIF``/``CubaLIF`` onto ``Leaky``/``Synaptic`` with forward-Euler β = 1 − 1e-4/τ (dt hard-coded to 1e-4) and a
-reset to zero, dividing the threshold by ``R·1e-4/τ`` instead of scaling the input; its export writes
+reset to zero, dividing the threshold by ``R·1e-4/τ`` instead of scaling the input. Its subtracting reset
+(``_base_sub``) subtracts θ before the comparison whenever a step starts above θ, and takes it back when no spike
+follows: a membrane left above θ by a reset fires only above 2θ. Its export writes
 τ = 1e-4/(1 − β), R = τ/1e-4 and ``v_reset = 0`` whatever the module's reset. The modules run in float32.
 """
 
@@ -150,7 +152,7 @@ class SnntorchAdapter(Adapter):
         return Exported(graph=graph, run=run, dt=EXPORT_DT,
                         description=f"torch.nn.Sequential of Linear {' -> '.join(map(str, sizes[case]))} "
                                     f"(no bias, weights U(0, 1), seed {seed}) each followed by snntorch.{kind}, "
-                                    f"threshold=1, reset subtract, init_hidden=True) per neuron; snnTorch's "
+                                    f"threshold=1, reset subtract, reset_delay=True, init_hidden=True: its defaults) per neuron; snnTorch's "
                                     f"export assumes dt = {EXPORT_DT} (the dt={dt!r} asked for cannot be "
                                     "passed to it).")
 
