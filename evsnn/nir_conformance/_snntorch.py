@@ -152,7 +152,8 @@ class SnntorchAdapter(Adapter):
         return Exported(graph=graph, run=run, dt=EXPORT_DT,
                         description=f"torch.nn.Sequential of Linear {' -> '.join(map(str, sizes[case]))} "
                                     f"(no bias, weights U(0, 1), seed {seed}) each followed by snntorch.{kind}, "
-                                    f"threshold=1, reset subtract, reset_delay=True, init_hidden=True: its defaults) per neuron; snnTorch's "
+                                    "threshold=1, reset subtract, reset_delay=True, init_hidden=True: its "
+                                    "defaults) per neuron; snnTorch's "
                                     f"export assumes dt = {EXPORT_DT} (the dt={dt!r} asked for cannot be "
                                     "passed to it).")
 
