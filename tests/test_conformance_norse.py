@@ -12,6 +12,7 @@ import pytest
 norse = pytest.importorskip("norse", reason="Norse is not installed: its NIR conformance is not checked")
 nir = pytest.importorskip("nir", reason="nir is not installed")
 
+from evsnn.nir_conformance import explain  # noqa: E402
 import evsnn  # noqa: E402
 from evsnn.nir_conformance._norse import NorseAdapter  # noqa: E402
 
@@ -68,7 +69,7 @@ def test_if_ignores_v_reset():
     np.testing.assert_array_equal(A.run_imported(g, x, 1e-3), expected)
     eff = A.effective(g, 1e-3)
     assert (eff.beta, eff.spike_gain, eff.threshold, eff.reset, eff.v_reset) == (1.0, 1.0, 1.25, "zero", 0.0)
-    assert any("the node's v_reset is 0.3" in n for n in eff.notes)
+    assert "resets to 0 where the node says v_reset = 0.3" in explain(eff, g.nodes["neu"], 1e-3, hard_reset=True)
 
 
 def test_cuba_lif_synapse_then_membrane():

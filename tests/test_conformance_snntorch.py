@@ -13,6 +13,8 @@ snntorch = pytest.importorskip("snntorch", reason="snnTorch is not installed: it
 nir = pytest.importorskip("nir", reason="nir is not installed")
 
 import evsnn  # noqa: E402
+from evsnn.io.nir import hard_reset  # noqa: E402
+from evsnn.nir_conformance import explain  # noqa: E402
 from evsnn.nir_conformance._snntorch import SnntorchAdapter  # noqa: E402
 
 A = SnntorchAdapter()
@@ -60,7 +62,8 @@ def test_if_imports_as_a_leaky_neuron_with_beta_0_9_and_a_subtracting_reset():
     eff = A.effective(g, 1e-3)
     assert eff.beta == pytest.approx(0.9, rel=1e-6) and eff.spike_gain == pytest.approx(1, rel=1e-6)
     assert (eff.threshold, eff.threshold_rule, eff.reset) == (1.25, ">", "subtract")
-    assert any("IF runs with a leak" in n for n in eff.notes)
+    assert any(t.startswith("IF imported as a leaky neuron, β = 0.9") for t in explain(eff, g.nodes["neu"], 1e-3,
+                                                                                       hard_reset=hard_reset()))
 
 
 @pytest.mark.parametrize("dt", [1e-3, 1e-4])
@@ -79,7 +82,8 @@ def test_lif_hard_codes_dt_1e_4_whatever_dt_is_asked(dt):
     assert eff.spike_gain == pytest.approx(r * 1e-4 / tau, rel=1e-6)  # in NIR units: the membrane x 0.2
     assert eff.analog_gain == pytest.approx(r * 1e-4 / tau, rel=1e-6)
     assert (eff.threshold, eff.threshold_rule, eff.reset, eff.v_reset) == (theta, ">", "zero", 0.0)
-    assert any("h = 0.0001 s" in n for n in eff.notes)
+    reading = "1 − dt'/τ at dt' = 0.0001 s" if dt != 1e-4 else "forward Euler, 1 − dt/τ"
+    assert reading in explain(eff, g.nodes["neu"], dt, hard_reset=hard_reset())[0]
 
 
 def test_cuba_lif_synaptic_current_and_membrane():

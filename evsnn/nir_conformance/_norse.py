@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from ._probe import Trace, explain, measure_effective, neuron_node, probe_graph
+from ._probe import Trace, measure_effective, neuron_node, probe_graph
 from .adapter import Adapter, Effective, Exported
 
 __all__ = ["NorseAdapter"]
@@ -121,7 +121,6 @@ class NorseAdapter(Adapter):
             f"{f}={_scalar(getattr(p, f))!r}" for f in ("tau_mem_inv", "v_leak", "v_th", "v_reset") if hasattr(p, f))
             + (f"; synapse tau_mem_inv={_scalar(cell.synapse.p.tau_mem_inv)!r}, w_in and r multiply its input "
                "and output" if kind == "CubaLIF" else "") + ".")
-        explain(eff, node, dt)
         eff.notes += [f"Norse logged: {line}" for line in logged]
         return eff
 

@@ -186,36 +186,3 @@ def _reset(run: Callable[[np.ndarray], Trace], n: int, hi: float, eff: Effective
     notes.append(f"after a spike from inputs {amps.tolist()} (membrane {pre.tolist()} without reset) v is "
                  f"{post.tolist()}: reset {eff.reset or 'not recognised'}.")
 
-
-def explain(eff: Effective, node, dt: float) -> None:
-    """Append to ``eff.notes`` where it departs from NIR's ODE for ``node`` over ``dt`` (exact leak
-    ``exp(-dt/τ)``, no leak for IF; a spike-triggered reset to ``v_reset``; ``v > θ``), with the step ``h`` a
-    forward-Euler leak ``1 - h/τ`` would imply, and how much of the input one step adds per unit of ``R``."""
-    kind = type(node).__name__
-    notes = eff.notes
-    p = {f: np.unique(np.asarray(getattr(node, f), dtype=np.float64)) for f in
-         ("tau", "tau_mem", "tau_syn", "r", "v_reset", "v_threshold", "w_in") if getattr(node, f, None) is not None}
-    one = {f: float(v[0]) for f, v in p.items() if v.size == 1}
-    tau = one.get("tau", one.get("tau_mem"))
-    if eff.beta is not None:
-        if tau is None and kind in ("IF", "I") and not np.isclose(eff.beta, 1.0, rtol=1e-6):
-            notes.append(f"{kind} runs with a leak, beta = {eff.beta:.7g} (NIR's {kind} has none).")
-        elif tau is not None and not np.isclose(eff.beta, np.exp(-dt / tau), rtol=1e-5):
-            notes.append(f"beta = {eff.beta:.7g}, the ODE's exp(-dt/tau) = {np.exp(-dt / tau):.7g} (dt = {dt:g}); "
-                         f"forward Euler 1 - h/tau with h = {(1 - eff.beta) * tau:.6g} s.")
-    if tau is not None and eff.spike_gain is not None and eff.syn_gain is None and "r" in one:
-        notes.append(f"an input adds {eff.spike_gain:.7g} = R h/tau with h = {eff.spike_gain * tau / one['r']:.6g} s "
-                     f"(a current held over h; NIR's unit impulse adds R/tau = {one['r'] / tau:.7g}).")
-    if eff.syn_beta is not None and "tau_syn" in one and not np.isclose(eff.syn_beta, np.exp(-dt / one["tau_syn"]),
-                                                                          rtol=1e-5):
-        notes.append(f"syn_beta = {eff.syn_beta:.7g}, the ODE's exp(-dt/tau_syn) = {np.exp(-dt / one['tau_syn']):.7g};"
-                     f" forward Euler with h = {(1 - eff.syn_beta) * one['tau_syn']:.6g} s.")
-    if "v_threshold" in one and eff.threshold is not None and not np.isclose(eff.threshold, one["v_threshold"]):
-        notes.append(f"threshold {eff.threshold:.7g}, the node's {one['v_threshold']:.7g}.")
-    if eff.threshold_rule == ">=":
-        notes.append("fires at v >= threshold; NIR fires at v > threshold.")
-    if "v_reset" in one and eff.reset is not None:
-        if eff.reset != "zero":
-            notes.append(f"reset {eff.reset}; the node resets to v_reset = {one['v_reset']:.7g}.")
-        elif eff.v_reset is not None and not np.isclose(eff.v_reset, one["v_reset"], atol=1e-6):
-            notes.append(f"resets to {eff.v_reset:.7g}, the node's v_reset is {one['v_reset']:.7g}.")

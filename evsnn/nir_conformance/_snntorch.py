@@ -17,7 +17,7 @@ import io
 
 import numpy as np
 
-from ._probe import Trace, explain, measure_effective, neuron_node, probe_graph
+from ._probe import Trace, measure_effective, neuron_node, probe_graph
 from .adapter import Adapter, Effective, Exported
 
 __all__ = ["SnntorchAdapter"]
@@ -109,7 +109,6 @@ class SnntorchAdapter(Adapter):
         nir_theta = np.unique(np.asarray(node.v_threshold, dtype=np.float64))
         if nir_theta.size == 1 and theta != 0 and not np.isclose(theta, nir_theta[0], rtol=1e-6):
             _rescale(eff, float(nir_theta[0]) / theta, theta)
-        explain(eff, node, dt)
         return eff
 
     def export(self, case: str, dt: float, seed: int = 0) -> Exported:

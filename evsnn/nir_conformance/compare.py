@@ -99,7 +99,11 @@ def ode_update(node: object, dt: float, *, hard_reset: bool) -> Effective:
                          r=_scalar(node, "r", 1.0), w_in=_scalar(node, "w_in", 1.0))
     f = lambda key: float(np.asarray(c[key])) if key in c else None  # noqa: E731
     spiking = name in ("IF", "LIF", "CubaLIF")
-    return Effective(beta=f("beta"), spike_gain=f("spike_gain"), analog_gain=f("analog_gain"),
+    # current-based kinds: input reaches v only through the synaptic current, whose coupling into v a framework's
+    # per-step form (v = βv + g·i) and the exact solution (v = βv + c·i before the step) do not share: not compared
+    cuba = "alpha" in c
+    return Effective(beta=f("beta"), spike_gain=None if cuba else f("spike_gain"),
+                     analog_gain=None if cuba else f("analog_gain"),
                      threshold=_scalar(node, "v_threshold") if spiking else None,
                      threshold_rule=">" if spiking else None,
                      reset=("zero" if hard_reset else "subtract") if spiking else "none",
@@ -149,10 +153,14 @@ def explain(effective: Effective, node: object, dt: float, *, hard_reset: bool) 
         hint = ""
         if label == "spike gain" and tau and _close(got, r * dt / tau, 1e-4):
             hint = ": a spike taken as a current held over one step (R·dt/τ) instead of an impulse (R/τ)"
+        elif label == "spike gain" and tau and 0 < got * tau / r < tau:
+            hint = f": a spike taken as a current held over h = {got * tau / r:.3g} s (R·h/τ) instead of an impulse (R/τ)"
         elif label == "spike gain" and _close(got, 1.0, 1e-4):
             hint = ": input added unscaled, R ignored"
         elif label == "analog gain" and tau and _close(got, r * dt / tau, 1e-4):
             hint = ": forward Euler, R·dt/τ"
+        elif label == "analog gain" and tau and 0 < got * tau / r < tau:
+            hint = f": forward Euler at h = {got * tau / r:.3g} s, R·h/τ"
         out.append(f"{label} = {got:.6g} where the ODE gives {want:.6g}{hint}")
     if effective.threshold is not None and not _close(effective.threshold, exact.threshold):
         out.append(f"threshold = {effective.threshold:.6g} where the node says {exact.threshold:.6g}")
