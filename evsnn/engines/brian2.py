@@ -8,16 +8,27 @@ set, and ``Network.run`` simulates it. Nothing is rebuilt per sample.
 
 The network
 -----------
-- one ``NeuronGroup`` per population. IF/LIF: ``v`` is updated once per
-  Brian2 step by one code block, :math:`v \leftarrow \beta_f v + I`, which is
-  the exact solution of :math:`\tau_m \dot v = -v` over the step
+- one ``NeuronGroup`` per population. Discrete IF/LIF: ``v`` is updated
+  once per Brian2 step by one code block,
+  :math:`v \leftarrow \beta_f v + I + (1 - \beta_f) v_{leak}`, which is the
+  exact solution of :math:`\tau_m \dot v = v_{leak} - v` over the step
   (:math:`\beta_f = e^{-dt'/\tau_m} = \beta^{dt'/dt}`) followed by the
   step's input as an impulse. SRM: the PSP kernel
   :math:`\epsilon(s) = (s/\tau_s)\,e^{1-s/\tau_s}` and the refractory kernel
   are written as linear ODEs (``x``, ``y``: alpha kernel; ``r``:
   exponential) that Brian2 integrates exactly; :math:`u = y + r`.
-  Threshold ``v >= th``; reset subtract (``v - th``) or to ``v_reset``;
-  bias is a constant current;
+  ODE form (NIR's neurons; docs/nir.md, "Discretization"): the neuron's own
+  differential equations, integrated by Brian2's ``exact`` method (IF and I,
+  whose derivative is constant over a step: forward Euler, exact there),
+  LIF/LI :math:`\tau_m \dot v = v_{leak} - v + R I_{held}`, CubaLIF/CubaLI
+  :math:`\tau_s \dot I_s = w_{in} I_{held} - I_s`,
+  :math:`\tau_m \dot v = v_{leak} - v + R I_s`, IF/I :math:`\dot v = R I_{held}`,
+  with :math:`I_{held}` the analog input and bias held over the step; the
+  step's spikes follow as unit impulses (``v += R w / τ_m``, ``I_s += w_in w
+  / τ_s``, IF/I ``v += R w``). Threshold: stateless, ``v`` is the step's input.
+  Then the threshold ``v >= th`` (``v > th`` where strict) and the reset:
+  subtract (``v - th``) or to ``v_reset``. Every per-neuron field of
+  :class:`~evsnn.NeuronSpec` is a per-neuron constant of the group;
 - one ``Synapses`` per projection with only the non-zero weights (dense:
   ``W != 0``; conv2d: its unrolled (pre, post) index arrays; sparse: the CSR
   entries), ``on_pre`` adds the weight to the target's input of the step;
@@ -54,17 +65,30 @@ pathways add each spike's weights into the input accumulator in order of
 source index, conv2d/sparse pathways (after the first) accumulate into their
 own variable that is added to the accumulator right after; then the analog
 currents and the bias are added, and the sum is applied in one update.
+The ODE form runs, per population, the held input (``I_held``), Brian2's
+state updater over the step, then the impulses of the summed spike input:
+the event engine's order; its float64 spikes agree with the event engine's
+(its potentials to rounding: Brian2 evaluates the same exact solution in
+another arithmetic order).
 
 Finer dt
 --------
 ``dt=model.dt / k`` (``k`` integer) runs a continuous-time reference with
-the same input spike times (step ``t`` at time ``t * model.dt``), the same
-delays in seconds, and currents in the same units: an analog current or
-bias ``I`` per model step is injected as ``I / k`` per Brian2 step; a spike
-still adds its weight; LIF decays by :math:`\beta^{1/k}` per Brian2 step.
-Spike counts, SOPs and rasters are binned by model step (a neuron may then
-spike more than once per step); a ``membrane`` output is read at the end
-of each model step.
+the same input spike times, the same delays in seconds, and currents in the
+same units. An input spike of step ``t`` reaches its target at the end of
+step ``t`` (its last Brian2 step), as at ``dt``; an SRM target, whose
+kernel starts at the start of the step, gets it at its first. A discrete
+IF/LIF (and SRM) takes an analog current or bias ``I`` per model step as
+``I / k`` per Brian2 step, a spike still adds its weight, and a LIF decays
+by :math:`\beta^{1/k}` per Brian2 step; the ODE form keeps its held
+currents as they are and is integrated exactly over each Brian2 step, so
+its sub-threshold state is the one at ``dt``. A threshold neuron compares
+the input of each whole model step (summed over its Brian2 steps) at the
+step's last Brian2 step. What a finer ``dt`` changes is when a threshold
+crossing inside a step is seen, and with it the reset and the spikes it
+sends. Spike counts, SOPs and rasters are binned by model step (a neuron
+may then spike more than once per step); a ``membrane`` output is read at
+the end of each model step.
 
 SOPs are counted from Brian2's own recorded spikes (``SpikeMonitor`` on the
 input and every population) with the rule every engine shares,
@@ -75,7 +99,9 @@ connections, zeros included).
 Neuron constants (threshold, leak per Brian2 step, reset, ``v_reset``,
 initial potential, SRM time constants) come from
 :class:`~evsnn.engines.neurons.NeuronParams`, derived from the model once, as
-for the event engine.
+for the event engine; the ODE form's ``tau_mem``, ``tau_syn``, ``r``,
+``v_leak`` and ``w_in`` come from the :class:`~evsnn.NeuronSpec` itself (Brian2
+solves the equations; the event engine's coefficients are not used).
 
 SRM semantics (the event engine does not simulate SRM)
 ------------------------------------------------------
