@@ -69,13 +69,13 @@ def imported(hidden, out, seed=0):
                           neuron(out, N_O, rng)), dt=DT)
 
 
-def inputs(model, kind, seed=1):
+def inputs(model, kind, seed=1, samples=3):
     """Seeded random 0/1 trains, or analog input held over the run: a current in 1/s, where a spike is a unit
     impulse, so a few hundred per second drive about what one spike in three steps does."""
     rng = np.random.default_rng(seed)
     if kind == "spikes":
-        return encode_spikes(model, (rng.random((3, STEPS, N_IN)) < 0.3).astype(np.uint8))
-    return encode(model, rng.uniform(0, 1, (3, N_IN)), steps=STEPS, encoding="current", scale=300.0)
+        return encode_spikes(model, (rng.random((samples, STEPS, N_IN)) < 0.3).astype(np.uint8))
+    return encode(model, rng.uniform(0, 1, (samples, N_IN)), steps=STEPS, encoding="current", scale=300.0)
 
 
 def run(model, enc, engine="event", k=1, **kw):
@@ -172,3 +172,110 @@ def test_current_based_neurons_with_equal_time_constants():
     with pytest.raises(EngineError, match=r"Population 'p': .*1e-06 s is below dt / 700"):
         run(model(1e-6), enc, "brian2")
     run(model(1e-6), enc, "brian2", k=10)  # at dt / 10 it is fine
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A finer Brian2 dt
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", READOUTS)
+def test_finer_dt_keeps_the_exact_subthreshold_solution(kind):
+    """Read-outs fed by spikes and by held currents: the exact solution over dt/10 and dt/100, compounded, is the
+    one over dt (to rounding)."""
+    rng = np.random.default_rng(6)
+    model = from_nir(chain(nir.Affine(weight=rng.normal(0.3, 0.5, (N_O, N_IN)), bias=rng.normal(0, 0.2, N_O)),
+                           neuron(kind, N_O, rng)), dt=DT)
+    for drive in ("spikes", "analog"):
+        enc = inputs(model, drive, samples=1)
+        a = run(model, enc)
+        assert np.abs(a.output).max() > 0.1
+        for k in (10, 100):
+            np.testing.assert_allclose(run(model, enc, "brian2", k=k).output, a.output, rtol=0, atol=1e-9,
+                                       err_msg=f"{drive}, dt / {k}")
+
+
+@pytest.mark.parametrize("kind", ["IF", "LIF", "Threshold"])
+def test_finer_dt_equals_the_event_engine_where_spikes_only_come_at_step_ends(kind):
+    """Spike input, no bias, a reset below threshold and v_leak < θ: every threshold crossing is at an impulse,
+    i.e. at the end of a step, at any dt; so Brian2 at dt/10 and dt/100 gives the event engine's spikes."""
+    rng = np.random.default_rng(7)
+    model = from_nir(chain(nir.Linear(weight=rng.normal(0.4, 0.6, (N_H, N_IN))), neuron(kind, N_H, rng),
+                           nir.Linear(weight=rng.normal(0.5, 0.6, (N_O, N_H))), neuron(kind, N_O, rng)), dt=DT)
+    enc = inputs(model, "spikes", samples=2)
+    a = run(model, enc)
+    assert min(int(c.sum()) for c in a.spike_counts.values()) > 0
+    for k in (10, 100):
+        results_equal(a, run(model, enc, "brian2", k=k))
+
+
+def held_current_model(spec, currents):
+    n = len(currents)
+    return SpikingModel(InputSpec((n,)), [Population("p", (n,), spec)],
+                        [Projection("w", "input", "p", Dense(np.eye(n)))], dt=DT), np.asarray(currents)[None]
+
+
+def lif_counts_closed_form(spec, currents, duration):
+    """LIF under a constant current: v(t) = v_inf + (v0 - v_inf) e^{-t/tau}, v_inf = v_leak + R a; the first
+    crossing from v0 = 0, then one every tau ln((v_inf - v_reset) / (v_inf - θ))."""
+    v_inf = spec.v_leak + spec.r * currents
+    first = spec.tau_mem * np.log(v_inf / (v_inf - spec.threshold))
+    period = spec.tau_mem * np.log((v_inf - spec.v_reset) / (v_inf - spec.threshold))
+    return 1 + np.floor((duration - first) / period)
+
+
+def cuba_lif_counts_solve_ivp(spec, currents, duration):
+    """CubaLIF under a constant current, integrated by scipy with event location (reset to v_reset at v = θ)."""
+    counts = []
+    for a in currents:
+        def rhs(t, y):
+            return [(spec.w_in * a - y[0]) / spec.tau_syn, (spec.v_leak - y[1] + spec.r * y[0]) / spec.tau_mem]
+
+        def crossing(t, y):
+            return y[1] - spec.threshold
+        crossing.terminal, crossing.direction = True, 1
+        t, y, n = 0.0, [0.0, 0.0], 0
+        while True:
+            sol = solve_ivp(rhs, (t, duration), y, events=crossing, rtol=1e-11, atol=1e-13, method="DOP853")
+            if not sol.t_events[0].size:
+                break
+            n += 1
+            t, y = sol.t_events[0][0], [sol.y_events[0][0][0], spec.v_reset]
+        counts.append(n)
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("kind", ["lif", "cuba_lif"])
+def test_finer_dt_converges_to_the_continuous_time_spike_counts(kind):
+    """Held currents: a crossing inside a step is seen at the end of the step at dt, at the end of a Brian2 step
+    at dt/k; the spike counts approach the continuous-time ones (closed form; solve_ivp), and at dt they are the
+    event engine's."""
+    steps = 60
+    if kind == "lif":
+        spec = NeuronSpec("lif", tau_mem=0.01, r=0.01, v_leak=0.1, threshold=1.0, reset="zero", v_reset=-0.1,
+                          strict_threshold=True)
+        currents = np.array([120.0, 150.0, 200.0, 300.0, 600.0])  # v_inf = 1.3 ... 6.1
+        exact = lif_counts_closed_form(spec, currents, steps * DT)
+    else:
+        spec = NeuronSpec("cuba_lif", tau_mem=0.01, tau_syn=0.004, r=1.0, w_in=0.01, v_leak=0.1, threshold=1.0,
+                          reset="zero", v_reset=-0.1, strict_threshold=True)
+        currents = np.array([120.0, 150.0, 200.0, 300.0, 600.0])
+        exact = cuba_lif_counts_solve_ivp(spec, currents, steps * DT)
+    model, x = held_current_model(spec, currents)
+    enc = encode(model, x, steps=steps)
+    errors = {}
+    for k in (1, 10, 100):
+        result = run(model, enc, "brian2", k=k)
+        if k == 1:
+            results_equal(run(model, enc), result)
+        errors[k] = int(np.abs(result.output[0].sum(axis=0) - exact).sum())
+    print(f"{kind}: continuous-time counts {exact.astype(int).tolist()}, summed |count error| at dt/k: {errors}")
+    assert exact.min() >= 3 and errors[1] > 0 and errors[1] >= errors[10] >= errors[100] and errors[100] <= 1
+
+
+def test_finer_dt_threshold_neurons_compare_each_model_steps_whole_input():
+    """The stateless kind under held currents and a bias: at dt/10 it still compares the input of the whole model
+    step (not a tenth of it, nor once per Brian2 step)."""
+    model = imported("Threshold", "Threshold", seed=8)
+    enc = inputs(model, "analog", samples=2)
+    a = run(model, enc)
+    assert min(int(c.sum()) for c in a.spike_counts.values()) > 0
+    results_equal(a, run(model, enc, "brian2", k=10), atol=1e-12)
