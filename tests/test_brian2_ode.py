@@ -248,16 +248,14 @@ def test_finer_dt_converges_to_the_continuous_time_spike_counts(kind):
     """Held currents: a crossing inside a step is seen at the end of the step at dt, at the end of a Brian2 step
     at dt/k; the spike counts approach the continuous-time ones (closed form; solve_ivp), and at dt they are the
     event engine's."""
-    steps = 60
+    steps, currents = 60, np.linspace(200.0, 900.0, 6)  # LIF: v_inf = 2.1 ... 9.1, θ = 1
     if kind == "lif":
         spec = NeuronSpec("lif", tau_mem=0.01, r=0.01, v_leak=0.1, threshold=1.0, reset="zero", v_reset=-0.1,
                           strict_threshold=True)
-        currents = np.array([120.0, 150.0, 200.0, 300.0, 600.0])  # v_inf = 1.3 ... 6.1
         exact = lif_counts_closed_form(spec, currents, steps * DT)
     else:
         spec = NeuronSpec("cuba_lif", tau_mem=0.01, tau_syn=0.004, r=1.0, w_in=0.01, v_leak=0.1, threshold=1.0,
                           reset="zero", v_reset=-0.1, strict_threshold=True)
-        currents = np.array([120.0, 150.0, 200.0, 300.0, 600.0])
         exact = cuba_lif_counts_solve_ivp(spec, currents, steps * DT)
     model, x = held_current_model(spec, currents)
     enc = encode(model, x, steps=steps)
@@ -268,7 +266,7 @@ def test_finer_dt_converges_to_the_continuous_time_spike_counts(kind):
             results_equal(run(model, enc), result)
         errors[k] = int(np.abs(result.output[0].sum(axis=0) - exact).sum())
     print(f"{kind}: continuous-time counts {exact.astype(int).tolist()}, summed |count error| at dt/k: {errors}")
-    assert exact.min() >= 3 and errors[1] > 0 and errors[1] >= errors[10] >= errors[100] and errors[100] <= 1
+    assert exact.min() >= 5 and errors[1] > 5 * errors[10] and errors[10] >= errors[100] and errors[100] <= 1
 
 
 def test_finer_dt_threshold_neurons_compare_each_model_steps_whole_input():
