@@ -10,7 +10,6 @@ continuous-time ones (closed form, scipy's ``solve_ivp`` with events).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -197,6 +196,8 @@ def test_finer_dt_keeps_the_exact_subthreshold_solution(kind):
 def test_finer_dt_equals_the_event_engine_where_spikes_only_come_at_step_ends(kind):
     """Spike input, no bias, a reset below threshold and v_leak < θ: every threshold crossing is at an impulse,
     i.e. at the end of a step, at any dt; so Brian2 at dt/10 and dt/100 gives the event engine's spikes."""
+    if not hard_reset() and kind != "Threshold":
+        pytest.skip(f"nir {nir.version} subtracts θ on a spike: v may stay >= θ and spike again inside the step")
     rng = np.random.default_rng(7)
     model = from_nir(chain(nir.Linear(weight=rng.normal(0.4, 0.6, (N_H, N_IN))), neuron(kind, N_H, rng),
                            nir.Linear(weight=rng.normal(0.5, 0.6, (N_O, N_H))), neuron(kind, N_O, rng)), dt=DT)

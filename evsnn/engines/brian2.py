@@ -135,7 +135,7 @@ import numpy as np
 
 from ..encoding import EncodedInput
 from ..errors import EngineError
-from ..model import INPUT, Population, Projection, SpikingModel
+from ..model import INPUT, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from ..settings import PROPAGATIONS
 from . import memory, register_engine
@@ -344,18 +344,19 @@ class Brian2Engine(Engine):
         return eqs, "exact"
 
     @staticmethod
-    def _tau_syn(spec) -> str:
+    def _tau_syn(spec: NeuronSpec) -> str:
         """The name of a current-based neuron's synaptic time constant in its equations: ``tau_mem`` where they
         are equal (Brian2's general solution divides by their difference), else ``tau_syn``."""
         return "tau_mem" if np.all(np.asarray(spec.tau_mem) == np.asarray(spec.tau_syn)) else "tau_syn"
 
-    def _impulse(self, p: NeuronParams, spec) -> str:
+    def _impulse(self, pop: Population) -> str:
         """The ODE form's jump for the step's summed spike input ``I_syn`` (unit impulses; docs/nir.md)."""
-        if p.kind in ("if", "i"):
+        kind = pop.neuron.kind
+        if kind in ("if", "i"):
             return "v = v + R * I_syn"
-        if p.kind in ("lif", "li"):
+        if kind in ("lif", "li"):
             return "v = v + R * I_syn * second / tau_mem"
-        return f"I_s = I_s + w_in * I_syn * second / {self._tau_syn(spec)}"
+        return f"I_s = I_s + w_in * I_syn * second / {self._tau_syn(pop.neuron)}"
 
     def _substeps(self, dt: float | None) -> int:
         if dt is None:
@@ -528,12 +529,12 @@ class Brian2Engine(Engine):
             steps_of_update = []  # (role, code) in the order they run within the step
             if held:  # the input held over the step, then the exact solution over it, then the impulses
                 lines = []
-                lines.append(f"I_held = {_chain_sum(outside, lines)}")
-                steps_of_update.append(("held", lines))
+                total = _chain_sum(outside, lines)
+                steps_of_update.append(("held", lines + [f"I_held = {total}"]))
             if p.ode:
                 steps_of_update.append(("integrate", group.state_updater))
                 if incoming:
-                    steps_of_update.append(("update", [self._impulse(p, pop.neuron), "I_syn = 0"]))
+                    steps_of_update.append(("update", [self._impulse(pop), "I_syn = 0"]))
             else:
                 terms = (["I_syn"] if incoming else []) + outside
                 lines = []
