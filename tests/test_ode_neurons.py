@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from evsnn import Dense, EngineError, InputSpec, NeuronSpec, Population, Projection, SpikingModel, encode_spikes
+from evsnn import Dense, InputSpec, NeuronSpec, Population, Projection, SpikingModel, encode_spikes
 from evsnn import simulate
 
 DT, STEPS = 1e-3, 50
@@ -80,7 +80,17 @@ def test_saving_refuses_what_the_file_format_cannot_hold_yet(tmp_path):
     assert target.read_bytes() == b"keep me"
 
 
-def test_the_brian2_engine_refuses_what_it_does_not_integrate_yet():
-    model = readout(NeuronSpec("li", tau_mem=0.01, r=1.0))
-    with pytest.raises(EngineError, match="'p': engine 'brian2' does not integrate the ODE form"):
-        simulate(model, np.ones((1, 1)), steps=2, engine="brian2")
+@pytest.mark.brian2
+@pytest.mark.parametrize("kind", ["li", "cuba_li"])
+def test_brian2_integrates_the_same_odes(kind):
+    """Brian2's own integration of the held-current ODE (not the event engine's coefficients) meets solve_ivp too."""
+    tau, tau_syn, r, w_in, leak, a = 0.01, 0.004, 2.0, 1.5, 0.5, 1.3
+    extra = dict(tau_syn=tau_syn, w_in=w_in) if kind == "cuba_li" else {}
+    model = readout(NeuronSpec(kind, tau_mem=tau, r=r, v_leak=leak, **extra))
+    v = simulate(model, np.array([[a]]), steps=STEPS, engine="brian2", dtype="float64",
+                 encoding="current").output[0, :, 0]
+    if kind == "li":
+        expected = ode(lambda t, y: [(leak - y[0] + r * a) / tau], [0.0])[0]
+    else:
+        expected = ode(lambda t, y: [(-y[0] + w_in * a) / tau_syn, (leak - y[1] + r * y[0]) / tau], [0.0, 0.0])[1]
+    np.testing.assert_allclose(v, expected, rtol=0, atol=1e-10)

@@ -8,16 +8,27 @@ set, and ``Network.run`` simulates it. Nothing is rebuilt per sample.
 
 The network
 -----------
-- one ``NeuronGroup`` per population. IF/LIF: ``v`` is updated once per
-  Brian2 step by one code block, :math:`v \leftarrow \beta_f v + I`, which is
-  the exact solution of :math:`\tau_m \dot v = -v` over the step
+- one ``NeuronGroup`` per population. Discrete IF/LIF: ``v`` is updated
+  once per Brian2 step by one code block,
+  :math:`v \leftarrow \beta_f v + I + (1 - \beta_f) v_{leak}`, which is the
+  exact solution of :math:`\tau_m \dot v = v_{leak} - v` over the step
   (:math:`\beta_f = e^{-dt'/\tau_m} = \beta^{dt'/dt}`) followed by the
   step's input as an impulse. SRM: the PSP kernel
   :math:`\epsilon(s) = (s/\tau_s)\,e^{1-s/\tau_s}` and the refractory kernel
   are written as linear ODEs (``x``, ``y``: alpha kernel; ``r``:
   exponential) that Brian2 integrates exactly; :math:`u = y + r`.
-  Threshold ``v >= th``; reset subtract (``v - th``) or to ``v_reset``;
-  bias is a constant current;
+  ODE form (NIR's neurons; docs/nir.md, "Discretization"): the neuron's own
+  differential equations, integrated by Brian2's ``exact`` method (IF and I,
+  whose derivative is constant over a step: forward Euler, exact there),
+  LIF/LI :math:`\tau_m \dot v = v_{leak} - v + R I_{held}`, CubaLIF/CubaLI
+  :math:`\tau_s \dot I_s = w_{in} I_{held} - I_s`,
+  :math:`\tau_m \dot v = v_{leak} - v + R I_s`, IF/I :math:`\dot v = R I_{held}`,
+  with :math:`I_{held}` the analog input and bias held over the step; the
+  step's spikes follow as unit impulses (``v += R w / τ_m``, ``I_s += w_in w
+  / τ_s``, IF/I ``v += R w``). Threshold: stateless, ``v`` is the step's input.
+  Then the threshold ``v >= th`` (``v > th`` where strict) and the reset:
+  subtract (``v - th``) or to ``v_reset``. Every per-neuron field of
+  :class:`~evsnn.NeuronSpec` is a per-neuron constant of the group;
 - one ``Synapses`` per projection with only the non-zero weights (dense:
   ``W != 0``; conv2d: its unrolled (pre, post) index arrays; sparse: the CSR
   entries), ``on_pre`` adds the weight to the target's input of the step;
@@ -54,17 +65,30 @@ pathways add each spike's weights into the input accumulator in order of
 source index, conv2d/sparse pathways (after the first) accumulate into their
 own variable that is added to the accumulator right after; then the analog
 currents and the bias are added, and the sum is applied in one update.
+The ODE form runs, per population, the held input (``I_held``), Brian2's
+state updater over the step, then the impulses of the summed spike input:
+the event engine's order; its float64 spikes agree with the event engine's
+(its potentials to rounding: Brian2 evaluates the same exact solution in
+another arithmetic order).
 
 Finer dt
 --------
 ``dt=model.dt / k`` (``k`` integer) runs a continuous-time reference with
-the same input spike times (step ``t`` at time ``t * model.dt``), the same
-delays in seconds, and currents in the same units: an analog current or
-bias ``I`` per model step is injected as ``I / k`` per Brian2 step; a spike
-still adds its weight; LIF decays by :math:`\beta^{1/k}` per Brian2 step.
-Spike counts, SOPs and rasters are binned by model step (a neuron may then
-spike more than once per step); a ``membrane`` output is read at the end
-of each model step.
+the same input spike times, the same delays in seconds, and currents in the
+same units. An input spike of step ``t`` reaches its target at the end of
+step ``t`` (its last Brian2 step), as at ``dt``; an SRM target, whose
+kernel starts at the start of the step, gets it at its first. A discrete
+IF/LIF (and SRM) takes an analog current or bias ``I`` per model step as
+``I / k`` per Brian2 step, a spike still adds its weight, and a LIF decays
+by :math:`\beta^{1/k}` per Brian2 step; the ODE form keeps its held
+currents as they are and is integrated exactly over each Brian2 step, so
+its sub-threshold state is the one at ``dt``. A threshold neuron compares
+the input of each whole model step (summed over its Brian2 steps) at the
+step's last Brian2 step. What a finer ``dt`` changes is when a threshold
+crossing inside a step is seen, and with it the reset and the spikes it
+sends. Spike counts, SOPs and rasters are binned by model step (a neuron
+may then spike more than once per step); a ``membrane`` output is read at
+the end of each model step.
 
 SOPs are counted from Brian2's own recorded spikes (``SpikeMonitor`` on the
 input and every population) with the rule every engine shares,
@@ -75,7 +99,9 @@ connections, zeros included).
 Neuron constants (threshold, leak per Brian2 step, reset, ``v_reset``,
 initial potential, SRM time constants) come from
 :class:`~evsnn.engines.neurons.NeuronParams`, derived from the model once, as
-for the event engine.
+for the event engine; the ODE form's ``tau_mem``, ``tau_syn``, ``r``,
+``v_leak`` and ``w_in`` come from the :class:`~evsnn.NeuronSpec` itself (Brian2
+solves the equations; the event engine's coefficients are not used).
 
 SRM semantics (the event engine does not simulate SRM)
 ------------------------------------------------------
@@ -109,7 +135,7 @@ import numpy as np
 
 from ..encoding import EncodedInput
 from ..errors import EngineError
-from ..model import INPUT, Population, Projection, SpikingModel
+from ..model import INPUT, NeuronSpec, Population, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from ..settings import PROPAGATIONS
 from . import memory, register_engine
@@ -123,8 +149,8 @@ except ImportError as err:  # pragma: no cover - brian2 is a dependency, but may
 
 __all__ = ["Brian2Engine", "PROPAGATIONS", "CODEGENS", "BRIAN2_KINDS"]
 
-#: Neuron kinds this engine integrates (the discrete form; NIR's ODE-form neurons run on the event engine).
-BRIAN2_KINDS = ("if", "lif", "srm")
+#: Neuron kinds this engine integrates: every kind of the IR, in both forms.
+BRIAN2_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold")
 
 try:  # newer pyparsing deprecates the names Brian2's parsers call, once per parsed statement
     from pyparsing import PyparsingDeprecationWarning as _ParserWarning
@@ -169,6 +195,20 @@ def synapse_arrays(op, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndar
     post, pre, w = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
     order = np.lexsort((post, pre))
     return pre[order], post[order], w[order].astype(dtype)
+
+
+def _chain_sum(terms: list[str], lines: list[str]) -> str:
+    """Sum ``terms`` left to right, one binary sum per statement appended to ``lines``; return the result's name.
+
+    Brian2 may reorder the terms of a longer sum (float64 equality with the event engine needs its order), and
+    its numpy target turns ``a = a + b`` into an in-place add, which would write through a temporary that
+    aliases a constant array: each partial sum goes into a new temporary.
+    """
+    cur = terms[0]
+    for n, term in enumerate(terms[1:], start=1):
+        lines.append(f"sum_in{n} = {cur} + {term}")
+        cur = f"sum_in{n}"
+    return cur
 
 
 @dataclass
@@ -242,17 +282,81 @@ class Brian2Engine(Engine):
         self._built: dict[bool, _Built] = {}
 
     def _check_supported(self, pop: Population) -> None:
-        """Refuse, by name, the NIR-era neuron features this engine does not integrate yet (never run them wrong)."""
+        """Refuse, by name, the ODE-form neurons whose exact solution Brian2 cannot evaluate (never run them wrong).
+
+        A current-based neuron's solution divides by ``tau_mem - tau_syn``: Brian2 solves the equal case
+        separately, so either every neuron has ``tau_syn == tau_mem`` or none does; and it evaluates
+        ``exp(dt / tau)``, which overflows float64 beyond ``dt / tau = 700``.
+        """
         spec = pop.neuron
-        missing = [what for what, present in (
-            ("the ODE form (r given)", spec.ode),
-            ("strict_threshold", spec.strict_threshold),
-            ("v_leak", bool(np.any(np.asarray(spec.v_leak) != 0))),
-            ("per-neuron beta or v_reset", isinstance(spec.beta, np.ndarray) or isinstance(spec.v_reset, np.ndarray)),
-        ) if present]
-        if missing:
-            raise EngineError(f"Population {pop.name!r}: engine {self.name!r} does not integrate "
-                              f"{', '.join(missing)} yet; run it on the event engine.")
+        if not (spec.ode and spec.kind.startswith("cuba")):
+            return
+        where = f"Population {pop.name!r}: engine {self.name!r}"
+        tau_mem, tau_syn = (np.broadcast_to(np.asarray(t, dtype=np.float64).reshape(-1), (pop.size,))
+                            for t in (spec.tau_mem, spec.tau_syn))
+        equal = tau_mem == tau_syn
+        if equal.any() and not equal.all():
+            raise EngineError(f"{where} integrates tau_syn == tau_mem for all neurons of a population or for none; "
+                              f"{int(equal.sum())} of {pop.size} are equal. Run it on the event engine.")
+        ratio = self.dt_brian2 / min(tau_mem.min(), tau_syn.min())
+        if not equal.all() and ratio > 700:
+            raise EngineError(f"{where}: a time constant of {min(tau_mem.min(), tau_syn.min()):g} s is below "
+                              f"dt / 700; Brian2's exact solution would overflow. Pass a finer dt.")
+
+    def _spread(self, p: NeuronParams) -> bool:
+        """Whether analog input and bias are divided among the Brian2 steps of a model step (the discrete IF/LIF
+        and SRM at a finer dt); the ODE form holds them as currents, a threshold neuron sees each step's whole."""
+        return self.substeps != 1 and not p.ode and p.kind != "threshold"
+
+    def _equations(self, pop: Population, held: bool) -> tuple[list[str], object]:
+        """A population's own NeuronGroup equations (its inputs are added by the caller) and Brian2's method.
+
+        ``held``: the ODE form has analog input or bias, held over the step in ``I_held``.
+        """
+        p, spec = self.params[pop.name], pop.neuron
+        eqs = ["th : 1 (constant)"]
+        if p.kind == "srm":
+            return eqs + ["dx/dt = -x / tau_s : 1", "dy/dt = (x - y) / tau_s : 1", "dr/dt = -r / tau_r : 1",
+                          "v = y + r : 1", "tau_s : second (constant, shared)", "tau_r : second (constant, shared)",
+                          "e_kick : 1 (constant, shared)"], "exact"
+        if not p.ode:  # updated by run_regularly code alone
+            eqs.append("v : 1")
+            if p.kind == "lif":
+                eqs.append("beta_step : 1 (constant)")
+            if p.leak is not None:
+                eqs.append("leak_step : 1 (constant)")
+            return eqs, ("exact", "euler", "heun")
+        eqs.append("R : 1 (constant)")
+        if held:
+            eqs.append("I_held : 1")
+        if p.kind in ("if", "i"):  # dv/dt = R I: forward Euler is exact for a derivative constant over the step
+            eqs.append("dv/dt = R * I_held / second : 1" if held else "v : 1")
+            return eqs, ("exact", "euler")
+        eqs += ["tau_mem : second (constant)", "v_leak : 1 (constant)"]
+        if p.kind in ("lif", "li"):
+            eqs.append(f"dv/dt = (v_leak - v{' + R * I_held' if held else ''}) / tau_mem : 1")
+            return eqs, "exact"
+        tau_syn = self._tau_syn(spec)
+        if tau_syn == "tau_syn":
+            eqs.append("tau_syn : second (constant)")
+        eqs += ["w_in : 1 (constant)", "dv/dt = (v_leak - v + R * I_s) / tau_mem : 1",
+                f"dI_s/dt = ({'w_in * I_held - ' if held else '-'}I_s) / {tau_syn} : 1"]
+        return eqs, "exact"
+
+    @staticmethod
+    def _tau_syn(spec: NeuronSpec) -> str:
+        """The name of a current-based neuron's synaptic time constant in its equations: ``tau_mem`` where they
+        are equal (Brian2's general solution divides by their difference), else ``tau_syn``."""
+        return "tau_mem" if np.all(np.asarray(spec.tau_mem) == np.asarray(spec.tau_syn)) else "tau_syn"
+
+    def _impulse(self, pop: Population) -> str:
+        """The ODE form's jump for the step's summed spike input ``I_syn`` (unit impulses; docs/nir.md)."""
+        kind = pop.neuron.kind
+        if kind in ("if", "i"):
+            return "v = v + R * I_syn"
+        if kind in ("lif", "li"):
+            return "v = v + R * I_syn * second / tau_mem"
+        return f"I_s = I_s + w_in * I_syn * second / {self._tau_syn(pop.neuron)}"
 
     def _substeps(self, dt: float | None) -> int:
         if dt is None:
@@ -348,41 +452,33 @@ class Brian2Engine(Engine):
         plans = {}
         membrane_group = None
         for pop in model.populations:  # every group first: a projection may come from a later population
-            spec = self.params[pop.name]
+            p = self.params[pop.name]
             membrane = model.readout == "membrane" and pop.name == model.output
             incoming, analog = self._incoming(pop, spiking)
             partial = {n for n, pr in enumerate(incoming) if n > 0 and not isinstance(pr.op, Dense)}
-            plans[pop.name] = (incoming, analog, partial, membrane)
-            eqs = ["th : 1 (constant)"]
-            if spec.kind == "srm":
-                eqs += ["dx/dt = -x / tau_s : 1", "dy/dt = (x - y) / tau_s : 1", "dr/dt = -r / tau_r : 1",
-                        "v = y + r : 1", "tau_s : second (constant, shared)", "tau_r : second (constant, shared)",
-                        "e_kick : 1 (constant, shared)"]
-            else:
-                eqs.append("v : 1")
-                if spec.kind == "lif":
-                    eqs.append("beta_step : 1 (constant, shared)")
+            held = p.ode and bool(analog or pop.bias is not None)  # the ODE form's input held over the step
+            plans[pop.name] = (incoming, analog, partial, membrane, held)
+            eqs, method = self._equations(pop, held)
             if incoming:
                 eqs.append("I_syn : 1")
             eqs += [f"I_p{n} : 1" for n in sorted(partial)]
             eqs += [f"I_ext{n} : 1 (constant)" for n in range(len(analog))]
             if pop.bias is not None:
                 eqs.append("bias : 1 (constant)")
-            if k != 1 and (analog or pop.bias is not None):
+            if self._spread(p) and (analog or pop.bias is not None):
                 eqs.append("substep_fraction : 1 (constant, shared)")
-            if spec.reset == "zero" and not membrane:
-                eqs.append("v_reset : 1 (constant, shared)")
+            if p.reset == "zero" and not membrane:
+                eqs.append("v_reset : 1 (constant)")
             threshold = reset = None
             if not membrane:
-                threshold = "v >= th"
-                if spec.kind == "srm":
-                    reset = "r = r - th" if spec.reset == "subtract" else "r = v_reset - y"
+                threshold = "v > th" if p.strict else "v >= th"
+                if p.kind == "srm":
+                    reset = "r = r - th" if p.reset == "subtract" else "r = v_reset - y"
                 else:
-                    reset = "v = v - th" if spec.reset == "subtract" else "v = v_reset"
+                    reset = "v = v - th" if p.reset == "subtract" else "v = v_reset"
             else:
                 membrane_group = pop.name
-            group = b2.NeuronGroup(pop.size, "\n".join(eqs), threshold=threshold, reset=reset,
-                                   method="exact" if spec.kind == "srm" else ("exact", "euler", "heun"),
+            group = b2.NeuronGroup(pop.size, "\n".join(eqs), threshold=threshold, reset=reset, method=method,
                                    namespace={}, dtype=dtype, clock=clock, name=f"pop{self.index[pop.name]}",
                                    codeobj_class=cc)
             self._initialise(group, pop)
@@ -393,13 +489,16 @@ class Brian2Engine(Engine):
         pathways: list[tuple[object, object | None]] = []  # next_step: (pathway, merge), targets in model order
         analog_vars: list[tuple[object, str, Projection]] = []
         for i, pop in enumerate(model.populations):
-            spec, group = self.params[pop.name], groups[pop.name]
-            incoming, analog, partial, membrane = plans[pop.name]
+            p, group = self.params[pop.name], groups[pop.name]
+            incoming, analog, partial, membrane, held = plans[pop.name]
             for n, pr in enumerate(incoming):  # pathways into this population, in summation order
                 source = generator if pr.source == INPUT else groups[pr.source]
                 later = pr.source != INPUT and self.index[pr.source] >= i
+                # an input spike of step t is sent at its first Brian2 step; all but SRM (whose kernel starts
+                # at the start of the step) receive it at the end of step t, its last Brian2 step
+                late = k - 1 if pr.source == INPUT and p.kind != "srm" else 0
                 syn = self._synapses(pr, source, group, clock, f"I_p{n}" if n in partial else "I_syn",
-                                     delay=pr.delay * k - (1 if same and later else 0))
+                                     delay=pr.delay * k + late - (1 if same and later else 0))
                 objects.append(syn)
                 roles[f"synapses:{pr.name}"] = syn
                 merge = None
@@ -415,40 +514,59 @@ class Brian2Engine(Engine):
                 else:
                     pathways.append((syn.pre, merge))
 
-            # the one update of the step: cur = I_syn + analog currents + bias, applied at once
-            terms = ["I_syn"] if incoming else []
+            # the analog currents and the bias, in the event engine's order (a discrete LIF or IF spreads them
+            # over the Brian2 steps of a model step; the ODE form holds them; a threshold neuron sees them whole)
+            spread = " * substep_fraction" if self._spread(p) else ""
+            outside = []
             for n, pr in enumerate(analog):
-                term = f"I_ext{n}" + (" * substep_fraction" if k != 1 else "")
+                term = f"I_ext{n}" + spread
                 if pr.delay:
                     term += f" * int(t_in_timesteps >= {pr.delay * k})"
-                terms.append(term)
+                outside.append(term)
                 analog_vars.append((group, f"I_ext{n}", pr))
             if pop.bias is not None:
-                terms.append("bias" + (" * substep_fraction" if k != 1 else ""))
-            # One binary sum per statement, each into a new temporary: Brian2 may reorder the terms of a
-            # longer sum, and its numpy target turns `a = a + b` into an in-place add, which would write
-            # through a temporary that aliases a constant array.
-            lines, cur = [], terms[0] if terms else None
-            for n, term in enumerate(terms[1:], start=1):
-                lines.append(f"sum_in{n} = {cur} + {term}")
-                cur = f"sum_in{n}"
-            if spec.kind == "srm":
-                if terms:
-                    lines.append(f"x = x + e_kick * {cur}")
-            elif spec.kind == "lif":
-                lines.append(f"v = beta_step * v + {cur}" if terms else "v = beta_step * v")
-            elif terms:
-                lines.append(f"v = v + {cur}")
-            if incoming:
-                lines.append("I_syn = 0")
-            if lines:
-                update = group.run_regularly("\n".join(lines), clock=clock, name=f"pop{i}_update",
-                                             codeobj_class=cc)
-                objects.append(update)
-                roles[f"update:{pop.name}"] = update
-                schedule(update, "groups")
-            if spec.kind == "srm":
-                schedule(group.state_updater, "groups")
+                outside.append("bias" + spread)
+            steps_of_update = []  # (role, code) in the order they run within the step
+            if held:  # the input held over the step, then the exact solution over it, then the impulses
+                lines = []
+                total = _chain_sum(outside, lines)
+                steps_of_update.append(("held", lines + [f"I_held = {total}"]))
+            if p.ode:
+                steps_of_update.append(("integrate", group.state_updater))
+                if incoming:
+                    steps_of_update.append(("update", [self._impulse(pop), "I_syn = 0"]))
+            else:
+                terms = (["I_syn"] if incoming else []) + outside
+                lines = []
+                cur = _chain_sum(terms, lines) if terms else None
+                if p.kind == "threshold":  # stateless: the potential is the input of the (model) step
+                    last = f"int(t_in_timesteps % {k} == {k - 1})"
+                    lines.append(f"v = {cur or 0}" + (f" * {last}" if k != 1 else ""))
+                    if incoming:
+                        lines.append("I_syn = 0" if k == 1 else f"I_syn = I_syn * (1 - {last})")
+                else:
+                    if p.kind == "srm":
+                        if terms:
+                            lines.append(f"x = x + e_kick * {cur}")
+                    elif p.kind == "lif":
+                        lines.append(f"v = beta_step * v + {cur}" if terms else "v = beta_step * v")
+                    elif terms:
+                        lines.append(f"v = v + {cur}")
+                    if p.leak is not None:
+                        lines.append("v = v + leak_step")
+                    if incoming:
+                        lines.append("I_syn = 0")
+                if lines:
+                    steps_of_update.append(("update", lines))
+                if p.kind == "srm":
+                    steps_of_update.append(("integrate", group.state_updater))
+            for role, code in steps_of_update:
+                if isinstance(code, list):
+                    code = group.run_regularly("\n".join(code), clock=clock, name=f"pop{i}_{role}",
+                                               codeobj_class=cc)
+                    objects.append(code)
+                    roles[f"{role}:{pop.name}"] = code
+                schedule(code, "groups")
             if not membrane:
                 schedule(group.thresholder["spike"], "thresholds")
                 schedule(group.resetter["spike"], "resets")
@@ -478,23 +596,26 @@ class Brian2Engine(Engine):
                       spike_monitors=monitors, state_monitor=state_monitor, objects=roles)
 
     def _initialise(self, group, pop: Population) -> None:
-        """Constants and initial state of a population, from its NeuronParams (the event engine's)."""
-        p, k = self.params[pop.name], self.substeps
-        values = {"th": np.broadcast_to(p.threshold, (pop.size,))}
+        """Constants and initial state of a population: from its NeuronParams (the event engine's), and for the
+        ODE form the NeuronSpec's own time constants, resistance, resting potential and input weight."""
+        p, k, spec = self.params[pop.name], self.substeps, pop.neuron
+        values = {"th": p.threshold}
         if p.kind == "srm":
-            values.update(r=np.broadcast_to(p.v_init, (pop.size,)), e_kick=math.e)
+            values.update(r=p.v_init, e_kick=math.e)
         else:
-            values["v"] = np.broadcast_to(p.v_init, (pop.size,))
-            if p.kind == "lif":
-                values["beta_step"] = p.beta
+            values["v"] = p.v_init
+        optional = {"beta_step": p.beta, "leak_step": p.leak, "v_reset": p.v_reset, "substep_fraction": 1.0 / k,
+                    "R": spec.r, "tau_mem": spec.tau_mem, "tau_syn": spec.tau_syn, "v_leak": spec.v_leak,
+                    "w_in": spec.w_in}
+        values.update({name: value for name, value in optional.items() if name in group.variables})
         if pop.bias is not None:
-            values["bias"] = pop.bias.reshape(-1).astype(self.dtype)
-        if "substep_fraction" in group.variables:
-            values["substep_fraction"] = 1.0 / k
-        if "v_reset" in group.variables:
-            values["v_reset"] = p.v_reset
+            values["bias"] = pop.bias.reshape(-1)
         for name, value in values.items():
-            group.variables[name].set_value(np.asarray(value, dtype=group.variables[name].dtype))
+            var = group.variables[name]
+            value = np.asarray(value, dtype=np.float64)
+            if not var.scalar:
+                value = np.broadcast_to(value.reshape(-1), (pop.size,))
+            var.set_value(np.asarray(value, dtype=var.dtype))
         if p.kind == "srm":
             group.tau_s = p.tau_syn * b2.second
             group.tau_r = p.tau_refr * b2.second

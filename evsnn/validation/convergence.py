@@ -30,8 +30,8 @@ def convergence(
 ) -> ConvergenceReport:
     """A timestep engine at the model's ``dt`` against Brian2 at ``dt / k`` for each ``k`` in ``factors``.
 
-    Brian2 sees the same input spike times (step ``t`` at ``t * dt``) and
-    currents in the same units (see :mod:`evsnn.engines.brian2`, "Finer dt").
+    Brian2 sees the same input spike times (a spike of step ``t`` arrives at
+    the end of step ``t``) and currents in the same units (see :mod:`evsnn.engines.brian2`, "Finer dt").
     Per population it reports both rates in spikes per neuron per model step,
     the mean absolute difference of per-neuron rates, and the relative
     difference of the total rate; per ``k`` the fraction of samples whose
