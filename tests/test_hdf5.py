@@ -18,6 +18,9 @@ from factories import make_everything, make_mlp, models
 from hostile import CRAFTED, craft, edit, restamp, text
 
 GOLDEN = Path(__file__).parent / "data" / "v0.1.0" / "everything.h5"
+#: Format version 2 with version-1.0.0 populations, written by evsnn 0.2.0 (commit 0d7a28f) before populations
+#: gained the NIR neuron fields (encoding-version 1.1.0).
+GOLDEN_V0_2 = Path(__file__).parent / "data" / "v0.2.0" / "everything.h5"
 
 
 # --- round trips ------------------------------------------------------------------------------
@@ -44,6 +47,12 @@ def test_golden_file_from_v0_1_0_still_reads():
     """Files written by past releases must stay readable: never regenerate this file."""
     with pytest.warns(hdf5.NoDigestWarning, match="format version 1 has no digest"):
         assert evsnn.load(GOLDEN) == make_everything()
+
+
+def test_golden_file_from_v0_2_0_still_reads(recwarn):
+    """A version-2 file with version-1.0.0 populations, as 0.2.0 wrote it: loads unchanged, without warnings."""
+    assert evsnn.load(GOLDEN_V0_2) == make_everything()
+    assert not recwarn.list
 
 
 def test_layout_is_readable_with_plain_h5py(tmp_path):
@@ -420,8 +429,9 @@ def test_save_with_a_long_name_and_a_missing_directory(tmp_path):
         evsnn.save(make_mlp(), missing)
 
 
-def test_golden_file_is_committed_unchanged():
-    assert GOLDEN.exists(), "tests/data/v0.1.0/everything.h5 must be committed; never regenerate it"
+@pytest.mark.parametrize("golden", [GOLDEN, GOLDEN_V0_2], ids=["v0.1.0", "v0.2.0"])
+def test_golden_file_is_committed_unchanged(golden):
+    assert golden.exists(), f"{golden} must be committed; never regenerate it"
 
 
 if __name__ == "__main__":  # writes the golden file once, for a new release's folder
