@@ -33,6 +33,7 @@ naming the path inside the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -127,6 +128,13 @@ _POPULATION_ATTRS = {POPULATION_1_0: _POPULATION_1_0_ATTRS,
                      POPULATION: _POPULATION_1_0_ATTRS | {"tau_mem", "r", "v_leak", "w_in", "strict_threshold"}}
 #: Neuron fields that may be a dataset (one value per neuron) instead of an attribute, by version.
 _POPULATION_ARRAYS = {POPULATION_1_0: ("threshold",), POPULATION: NeuronSpec.PER_NEURON}
+#: NeuronSpec fields in the order save writes them: 0.2.0's order first, so that a population 0.2.0 could save is
+#: written byte for byte as 0.2.0 wrote it.
+_NEURON_FIELDS = ("v_reset", "beta", "v_init_fraction", "tau_syn", "tau_refr", "threshold", "tau_mem", "r", "v_leak",
+                  "w_in", "strict_threshold")
+# a NeuronSpec field the file does not hold would be dropped by save without a word
+assert {*_NEURON_FIELDS, "kind", "reset"} == {f.name for f in dataclasses.fields(NeuronSpec)}
+assert set(_NEURON_FIELDS) <= _POPULATION_ATTRS[POPULATION]
 #: Neuron kinds a version-1.0.0 population may hold.
 _KINDS_1_0 = ("if", "lif", "srm")
 _PROJECTION_ATTRS = {*_ENC, "source", "target", "op", "delay", "input_shape", "stride", "padding"}
@@ -363,17 +371,14 @@ def _write_population(g: h5py.Group, p: Population) -> None:
     g.attrs["shape"] = _ints(p.shape)
     _text(g, "neuron", n.kind)
     _text(g, "reset", n.reset)
-    g.attrs["v_init_fraction"] = np.float64(n.v_init_fraction)
-    if n.tau_refr is not None:
-        g.attrs["tau_refr"] = np.float64(n.tau_refr)
-    if spec == POPULATION:
-        g.attrs["strict_threshold"] = np.int64(n.strict_threshold)
-    for name in NeuronSpec.PER_NEURON:  # a number is an attribute, one value per neuron a dataset
+    for name in _NEURON_FIELDS:  # a number is an attribute, one value per neuron a dataset, a flag 0 or 1
         value = getattr(n, name)
         if value is None or name not in _POPULATION_ATTRS[spec]:
             continue
         if isinstance(value, np.ndarray):
             _write_array(g, name, value)
+        elif isinstance(value, bool):
+            g.attrs[name] = np.int64(value)
         else:
             g.attrs[name] = np.float64(value)
     if p.bias is not None:
