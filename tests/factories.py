@@ -111,7 +111,10 @@ READOUT_FORMS = [("li", True), ("cuba_li", True), ("i", True)]
 def neurons(draw, shape, readout=False):
     """Any neuron of either form; each per-neuron field a number or an array of ``shape``."""
     kind, ode = draw(st.sampled_from(SPIKING_FORMS + (READOUT_FORMS if readout else [])))
-    value = lambda lo, hi, positive=False: draw(st.one_of(st.floats(lo, hi), arrays(shape, positive=positive)))  # noqa: E731
+
+    def value(lo, hi, positive=False):
+        return draw(st.one_of(st.floats(lo, hi), arrays(shape, positive=positive)))
+
     kw = {"threshold": value(0.01, 10.0, positive=True), "reset": draw(st.sampled_from(["subtract", "zero"])),
           "v_reset": value(-1, 0.5), "v_init_fraction": draw(st.floats(0, 1)),
           "strict_threshold": draw(st.booleans())}
