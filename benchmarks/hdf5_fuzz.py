@@ -6,6 +6,7 @@ different; other exceptions; crashes; hangs) and, for each crafted hostile file
 
     python benchmarks/hdf5_fuzz.py --mutations 20000 --seed 0 --jobs 2
     python benchmarks/hdf5_fuzz.py --mutations 2000 --restamped   # body mutated, digest re-stamped
+    python benchmarks/hdf5_fuzz.py --model nir-neurons --restamped --no-crafted   # population encoding 1.1.0
 
 ``--restamped`` exercises the parser behind a valid digest (what a hostile
 sender can produce); there, a "different" load is a valid file with other values.
@@ -27,8 +28,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import numpy as np  # noqa: E402
 
 import evsnn  # noqa: E402
-from factories import make_everything  # noqa: E402
+from factories import make_everything, make_nir_neurons  # noqa: E402
 from hostile import CRAFTED, craft, fuzz, mutations  # noqa: E402
+
+#: Models to fuzz; the crafted cases edit paths of "everything".
+MODELS = {"everything": make_everything, "nir-neurons": make_nir_neurons}
 
 _MEASURE = """
 import resource, sys, time, warnings
@@ -70,11 +74,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes at once")
     parser.add_argument("--restamped", action="store_true", help="mutate only the HDF5 body, then re-stamp the digest")
     parser.add_argument("--no-crafted", action="store_true", help="skip the crafted-file measurements")
+    parser.add_argument("--model", choices=MODELS, default="everything",
+                        help="the saved model to mutate (crafted cases need 'everything')")
     args = parser.parse_args()
+    if args.model != "everything" and not args.no_crafted:
+        parser.error("the crafted cases edit the 'everything' model; add --no-crafted")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         original = workdir / "model.h5"
-        evsnn.save(make_everything(np.float32), original)
+        evsnn.save(MODELS[args.model](np.float32), original)
         data = original.read_bytes()
         if not args.no_crafted:
             (workdir / "crafted").mkdir()

@@ -52,6 +52,41 @@ def make_everything(dtype=np.float64) -> SpikingModel:
     )
 
 
+def make_nir_neurons(dtype=np.float64, out="cuba_li") -> SpikingModel:
+    """Every neuron kind and field that populations gained for NIR (population encoding-version 1.1.0), most of
+    them per neuron: an ODE-form CubaLIF with every field an array, ODE-form LIF and IF, a discrete LIF with
+    per-neuron beta, v_reset and v_leak, a Threshold, and the non-spiking read-out ``out`` ("li", "cuba_li", "i")."""
+    rng = np.random.default_rng(2)
+    n = 4
+    u = lambda lo, hi: rng.uniform(lo, hi, n).astype(dtype)  # noqa: E731
+    tau = lambda: u(2e-3, 2e-2)  # noqa: E731
+    readouts = {"li": NeuronSpec("li", tau_mem=tau(), r=u(0.5, 2), v_leak=u(-0.5, 0.5)),
+                "cuba_li": NeuronSpec("cuba_li", tau_mem=tau(), tau_syn=tau(), r=u(0.5, 2), v_leak=u(-0.5, 0.5),
+                                      w_in=u(0.5, 2)),
+                "i": NeuronSpec("i", r=u(0.5, 2))}
+    pops = [
+        Population("cuba", (n,), NeuronSpec("cuba_lif", threshold=u(0.5, 1.5), reset="zero", v_reset=u(-0.5, 0),
+                                            tau_syn=tau(), tau_mem=tau(), r=u(0.5, 2), v_leak=u(-0.5, 0.5),
+                                            w_in=u(0.5, 2), strict_threshold=True, v_init_fraction=0.25)),
+        Population("lif_ode", (n,), NeuronSpec("lif", threshold=1.25, tau_mem=0.01, r=2.0, v_leak=0.1,
+                                               strict_threshold=True)),
+        Population("if_ode", (n,), NeuronSpec("if", r=u(0.5, 2), reset="zero", v_reset=-0.5), bias=u(-0.1, 0.1)),
+        Population("lif_leak", (n,), NeuronSpec("lif", beta=u(0.5, 1), reset="zero", v_reset=u(-0.5, 0),
+                                                v_leak=u(-0.2, 0.2))),
+        Population("step", (n,), NeuronSpec("threshold", threshold=u(0.5, 1.5), strict_threshold=True)),
+        Population("out", (n,), readouts[out]),
+    ]
+    names = ["input", *(p.name for p in pops)]
+    return SpikingModel(
+        input=InputSpec((n,)),
+        populations=pops,
+        projections=[Projection(f"to_{b}", a, b, Dense(rng.standard_normal((n, n)).astype(dtype)))
+                     for a, b in zip(names, names[1:])],
+        readout="membrane",
+        dt=1e-3,
+    )
+
+
 # --- hypothesis: random IRs of every feature -------------------------------------------------
 FLOATS = st.sampled_from([np.float32, np.float64])
 
@@ -66,18 +101,39 @@ def arrays(draw, shape, dtype=None, positive=False):
     return (np.abs(a) + 0.05 if positive else a).astype(dtype)
 
 
+#: (kind, ODE form) of spiking neurons, and of the non-spiking read-outs (only an output with readout="membrane").
+SPIKING_FORMS = [("if", False), ("lif", False), ("srm", False), ("threshold", False), ("if", True), ("lif", True),
+                 ("cuba_lif", True)]
+READOUT_FORMS = [("li", True), ("cuba_li", True), ("i", True)]
+
+
 @st.composite
-def neurons(draw, shape):
-    kind = draw(st.sampled_from(["if", "lif", "srm"]))
-    threshold = draw(st.one_of(st.floats(0.01, 10.0), arrays(shape, positive=True)))
-    kw = {}
-    if kind == "lif":
-        kw["beta"] = draw(st.floats(0.05, 1.0))
+def neurons(draw, shape, readout=False):
+    """Any neuron of either form; each per-neuron field a number or an array of ``shape``."""
+    kind, ode = draw(st.sampled_from(SPIKING_FORMS + (READOUT_FORMS if readout else [])))
+
+    def value(lo, hi, positive=False):
+        return draw(st.one_of(st.floats(lo, hi), arrays(shape, positive=positive)))
+
+    kw = {"threshold": value(0.01, 10.0, positive=True), "reset": draw(st.sampled_from(["subtract", "zero"])),
+          "v_reset": value(-1, 0.5), "v_init_fraction": draw(st.floats(0, 1)),
+          "strict_threshold": draw(st.booleans())}
+    if draw(st.booleans()):
+        kw["v_leak"] = value(-1, 1)
+    if kind == "lif" and not ode:
+        beta = value(0.05, 1.0, positive=True)
+        kw["beta"] = np.minimum(beta, 1).astype(beta.dtype) if isinstance(beta, np.ndarray) else beta
     if kind == "srm":
         kw["tau_syn"] = draw(st.floats(1e-4, 0.1))
         kw["tau_refr"] = draw(st.floats(1e-4, 0.1))
-    return NeuronSpec(kind, threshold=threshold, reset=draw(st.sampled_from(["subtract", "zero"])),
-                      v_reset=draw(st.floats(-1, 0.5)), v_init_fraction=draw(st.floats(0, 1)), **kw)
+    if ode:
+        kw["r"] = value(-10, 10)
+    if ode and kind in ("lif", "cuba_lif", "li", "cuba_li"):
+        kw["tau_mem"] = value(1e-4, 0.1, positive=True)
+    if kind.startswith("cuba"):
+        kw["tau_syn"] = value(1e-4, 0.1, positive=True)
+        kw["w_in"] = value(-5, 5)
+    return NeuronSpec(kind, **kw)
 
 
 JSONABLE = st.recursive(
@@ -100,7 +156,9 @@ def models(draw):
     shapes = {"input": (c, h, h)}
     pops, projs = [], []
     prev = "input"
-    for i in range(draw(st.integers(1, 3))):
+    readout = draw(st.sampled_from(["count", "membrane"]))
+    n_pops = draw(st.integers(1, 3))
+    for i in range(n_pops):
         src = shapes[prev]
         name = f"p{i}"
         op_kind = draw(st.sampled_from(["conv2d", "dense", "sparse"] if len(src) == 3 else ["dense", "sparse"]))
@@ -115,7 +173,8 @@ def models(draw):
             w = draw(arrays((shape[0], int(np.prod(src)))))
             op = Dense(w) if op_kind == "dense" else Sparse.from_matrix(np.where(w > 0.5, w, 0))
         bias = draw(st.none() | arrays(shape))
-        pops.append(Population(name, shape, draw(neurons(shape)), bias=bias))
+        last = i == n_pops - 1 and readout == "membrane"  # only there may a population not spike
+        pops.append(Population(name, shape, draw(neurons(shape, readout=last)), bias=bias))
         projs.append(Projection(f"w{i}", prev, name, op, delay=draw(st.integers(0, 3))))
         shapes[name] = shape
         prev = name
@@ -130,7 +189,7 @@ def models(draw):
                         max_rate=draw(st.floats(1.0, 1e4)), scale=draw(st.floats(-10, 10))),
         populations=pops,
         projections=projs,
-        readout=draw(st.sampled_from(["count", "membrane"])),
+        readout=readout,
         dt=draw(st.floats(1e-6, 1.0)),
         provenance=draw(PROVENANCE),
     )

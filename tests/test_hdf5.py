@@ -14,10 +14,13 @@ from hypothesis import HealthCheck, given, settings
 import evsnn
 from evsnn import FormatError, ModelError, UnsupportedVersionError
 from evsnn.io import hdf5, integrity
-from factories import make_everything, make_mlp, models
+from factories import make_everything, make_mlp, make_nir_neurons, models
 from hostile import CRAFTED, craft, edit, restamp, text
 
 GOLDEN = Path(__file__).parent / "data" / "v0.1.0" / "everything.h5"
+#: Format version 2 with version-1.0.0 populations, written by evsnn 0.2.0 (commit 0d7a28f) before populations
+#: gained the NIR neuron fields (encoding-version 1.1.0).
+GOLDEN_V0_2 = Path(__file__).parent / "data" / "v0.2.0" / "everything.h5"
 
 
 # --- round trips ------------------------------------------------------------------------------
@@ -32,6 +35,21 @@ def test_round_trip_every_feature(tmp_path, dtype):
     assert [p.name for p in back.projections] == [p.name for p in m.projections]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out", ["li", "cuba_li", "i"])
+def test_round_trip_nir_neurons(tmp_path, dtype, out):
+    """Every kind and field populations gained for NIR, most per neuron, bit for bit (dtype included)."""
+    m = make_nir_neurons(dtype, out)
+    evsnn.save(m, tmp_path / "m.h5")
+    back = evsnn.load(tmp_path / "m.h5")
+    assert back == m
+    cuba = back.population("cuba").neuron
+    assert set(cuba.arrays()) == {"threshold", "v_reset", "tau_syn", "tau_mem", "r", "v_leak", "w_in"}
+    assert all(a.dtype == dtype for a in cuba.arrays().values()) and cuba.strict_threshold
+    assert back.population("lif_leak").neuron.beta.dtype == dtype
+    assert back.population("out").neuron.kind == out
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(models())
 def test_round_trip_random_models(tmp_path, m):
@@ -44,6 +62,50 @@ def test_golden_file_from_v0_1_0_still_reads():
     """Files written by past releases must stay readable: never regenerate this file."""
     with pytest.warns(hdf5.NoDigestWarning, match="format version 1 has no digest"):
         assert evsnn.load(GOLDEN) == make_everything()
+
+
+def test_golden_file_from_v0_2_0_still_reads(recwarn):
+    """A version-2 file with version-1.0.0 populations, as 0.2.0 wrote it: loads unchanged, without warnings."""
+    assert evsnn.load(GOLDEN_V0_2) == make_everything()
+    assert not recwarn.list
+
+
+def _layout(path):
+    """Every group's and dataset's attributes and every dataset's dtype and bytes, by path (``evsnn-version`` left
+    out: it names the writing release)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, node):
+            attrs = {k: np.asarray(v).tobytes() for k, v in node.attrs.items() if k != "evsnn-version"}
+            data = (node.dtype.str, node[()].tobytes()) if isinstance(node, h5py.Dataset) else None
+            out[name] = (attrs, data)
+        visit("/", f)
+        f.visititems(visit)
+    return out
+
+
+def test_models_0_2_0_could_save_are_written_as_0_2_0_wrote_them(tmp_path):
+    """Populations without the NIR fields keep encoding-version 1.0.0, so evsnn 0.2.0 (and 0.1.0's layout
+    readers) still read files of converted models; the reference is the file 0.2.0 wrote."""
+    evsnn.save(make_everything(), tmp_path / "m.h5")
+    new, old = _layout(tmp_path / "m.h5"), _layout(GOLDEN_V0_2)
+    assert new == old
+    assert {old[f"populations/{p}"][0]["encoding-version"] for p in ("conv1", "fc1", "out")} == {b"1.0.0"}
+
+
+def test_nir_fields_in_plain_h5py(tmp_path):
+    """Version-1.1.0 populations: a number is an attribute, one value per neuron a dataset of the population's shape."""
+    m = make_nir_neurons(np.float32)
+    evsnn.save(m, tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert f.attrs["format_version"] == 2
+        cuba, lif = f["populations/cuba"], f["populations/lif_ode"]
+        assert cuba.attrs["encoding-version"] == b"1.1.0" and cuba.attrs["neuron"] == b"cuba_lif"
+        np.testing.assert_array_equal(cuba["tau_mem"][()], m.population("cuba").neuron.tau_mem)
+        assert cuba["w_in"].dtype == np.dtype("<f4") and cuba.attrs["strict_threshold"] == 1
+        assert lif.attrs["tau_mem"] == 0.01 and lif.attrs["r"] == 2.0 and lif.attrs["v_leak"] == 0.1
+        assert lif.attrs["w_in"] == 1.0 and "tau_mem" not in f["populations/if_ode"].attrs
+        assert f["populations/step"].attrs["neuron"] == b"threshold"
 
 
 def test_layout_is_readable_with_plain_h5py(tmp_path):
@@ -215,6 +277,103 @@ CASES = {
     "bad provenance json": (lambda f: f["provenance"].attrs.__setitem__("flag", text("{oops")),
                             r"/provenance: attribute 'flag' must be JSON text"),
 }
+
+
+CASES.update({
+    "threshold kind in a version-1.0.0 population": (
+        lambda f: f["populations/fc1"].attrs.__setitem__("neuron", text("threshold")),
+        r"/populations/fc1: neuron 'threshold' needs population encoding-version '1.1.0'; version '1.0.0' holds "
+        r"only 'if', 'lif', 'srm'"),
+    "per-neuron beta in a version-1.0.0 population": (
+        lambda f: (f["populations/conv1"].attrs.__delitem__("beta"), f["populations/conv1"].copy("threshold", "beta")),
+        r"/populations/conv1/beta: unknown member"),
+    "v_leak in a version-1.0.0 population": (lambda f: f["populations/fc1"].attrs.__setitem__("v_leak", 0.5),
+                                             r"/populations/fc1: unknown attribute\(s\) \['v_leak'\]"),
+})
+
+
+@pytest.fixture
+def saved_nir(tmp_path):
+    path = tmp_path / "model.h5"
+    evsnn.save(make_nir_neurons(np.float32), path)
+    return path
+
+
+def set_attr(population, name, value):
+    return lambda f: f[f"populations/{population}"].attrs.__setitem__(name, value)
+
+
+NIR_CASES = {
+    "int tau_mem": (lambda f: replace_dataset(f, "populations/cuba/tau_mem", np.ones(4, np.int32)),
+                    r"/populations/cuba/tau_mem: dtype must be float32 or float64, got int32"),
+    "bool w_in": (lambda f: replace_dataset(f, "populations/cuba/w_in", np.ones(4, bool)),
+                  r"/populations/cuba/w_in: dtype must be float32 or float64, got bool"),
+    "float16 r": (lambda f: replace_dataset(f, "populations/cuba/r", np.ones(4, np.float16)),
+                  r"/populations/cuba/r: datatype float \(2 bytes\) refused"),
+    "wrong r shape": (lambda f: replace_dataset(f, "populations/cuba/r", np.ones(5, np.float32)),
+                      r"/populations/cuba/r: must have shape \(4,\) \(declared by the model\), got \(5,\)"),
+    "2-d tau_syn": (lambda f: replace_dataset(f, "populations/cuba/tau_syn", np.ones((2, 2), np.float32)),
+                    r"/populations/cuba/tau_syn: must have shape \(4,\) \(declared by the model\), got \(2, 2\)"),
+    "nan v_leak": (lambda f: set_weight_value(f, "populations/cuba/v_leak", 0, np.nan),
+                   r"/populations/cuba: NeuronSpec: v_leak must be finite, got 1 NaN/inf"),
+    "inf v_reset": (lambda f: set_weight_value(f, "populations/lif_leak/v_reset", 3, -np.inf),
+                    r"/populations/lif_leak: NeuronSpec: v_reset must be finite"),
+    "inf v_leak attribute": (set_attr("lif_ode", "v_leak", np.inf),
+                             r"/populations/lif_ode: NeuronSpec: v_leak must be finite, got inf"),
+    "negative tau_syn": (lambda f: set_weight_value(f, "populations/cuba/tau_syn", 1, -1e-3),
+                         r"/populations/cuba: NeuronSpec: tau_syn must be > 0, got minimum .*-0.001"),
+    "zero tau_mem attribute": (set_attr("lif_ode", "tau_mem", 0.0),
+                               r"/populations/lif_ode: NeuronSpec: tau_mem must be > 0, got 0.0"),
+    "beta above 1": (lambda f: set_weight_value(f, "populations/lif_leak/beta", 0, 1.5),
+                     r"/populations/lif_leak: NeuronSpec: beta must be > 0 and <= 1"),
+    "beta in the ODE form": (set_attr("lif_ode", "beta", 0.9),
+                             r"/populations/lif_ode: NeuronSpec: the ODE form \(r given\) derives its leak from "
+                             r"tau_mem; beta must stay 1.0"),
+    "strict_threshold 2": (set_attr("step", "strict_threshold", np.int64(2)),
+                           r"/populations/step: attribute 'strict_threshold' must be 0 or 1, got 2"),
+    "strict_threshold float": (set_attr("step", "strict_threshold", 1.0),
+                               r"/populations/step: attribute 'strict_threshold' must be an integer, got 1.0"),
+    "tau_mem twice": (set_attr("cuba", "tau_mem", 0.01),
+                      r"/populations/cuba: tau_mem is both an attribute and a dataset"),
+    "missing v_leak": (lambda f: f["populations/lif_ode"].attrs.__delitem__("v_leak"),
+                       r"/populations/lif_ode: attribute 'v_leak' is missing"),
+    "missing strict_threshold": (lambda f: f["populations/out"].attrs.__delitem__("strict_threshold"),
+                                 r"/populations/out: attribute 'strict_threshold' is missing"),
+    "missing r": (lambda f: f.__delitem__("populations/out/r"),
+                  r"/populations/out: NeuronSpec: kind 'cuba_li' exists only in the ODE form"),
+    "missing tau_mem": (lambda f: f["populations/lif_ode"].attrs.__delitem__("tau_mem"),
+                        r"/populations/lif_ode: NeuronSpec: tau_mem \(seconds\) is required for kind 'lif'"),
+    "tau_mem on a threshold": (set_attr("step", "tau_mem", 0.01),
+                               r"/populations/step: NeuronSpec: tau_mem applies only to leaky kinds"),
+    "tau_refr on a cuba_lif": (set_attr("cuba", "tau_refr", 0.01),
+                               r"/populations/cuba: NeuronSpec: tau_refr applies only to kind 'srm'"),
+    "w_in on a lif": (set_attr("lif_ode", "w_in", 2.0),
+                      r"/populations/lif_ode: NeuronSpec: w_in applies only to kinds 'cuba_lif' and 'cuba_li'"),
+    "unknown kind": (set_attr("cuba", "neuron", text("adex")),
+                     r"/populations/cuba: NeuronSpec: kind must be one of 'if', .*got 'adex'"),
+    "non-spiking kind inside": (set_attr("if_ode", "neuron", text("i")),
+                                r"/: SpikingModel: .*Population 'if_ode': kind 'i' never spikes"),
+    "unknown member": (lambda f: f["populations/cuba"].move("tau_mem", "tau_adapt"),
+                       r"/populations/cuba/tau_adapt: unknown member"),
+    "new fields under version 1.0.0": (set_attr("step", "encoding-version", text("1.0.0")),
+                                       r"/populations/step: unknown attribute\(s\) \['strict_threshold', 'v_leak', "
+                                       r"'w_in'\]"),
+}
+
+
+@pytest.mark.parametrize("case", NIR_CASES, ids=list(NIR_CASES))
+def test_malformed_nir_fields_give_format_error_naming_file_dataset_and_population(saved_nir, case):
+    mutate, match = NIR_CASES[case]
+    edit(saved_nir, mutate)
+    with pytest.raises(FormatError, match=f"^{saved_nir}:" + match):
+        evsnn.load(saved_nir)
+
+
+def test_newer_population_version_is_refused_naming_the_versions_read(saved_nir):
+    edit(saved_nir, set_attr("cuba", "encoding-version", text("1.2.0")))
+    with pytest.raises(UnsupportedVersionError, match=r"/populations/cuba: encoding-version '1.2.0' of 'population' "
+                                                      r"is not supported \(this evsnn reads '1.1.0', '1.0.0'\)"):
+        evsnn.load(saved_nir)
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
@@ -420,8 +579,9 @@ def test_save_with_a_long_name_and_a_missing_directory(tmp_path):
         evsnn.save(make_mlp(), missing)
 
 
-def test_golden_file_is_committed_unchanged():
-    assert GOLDEN.exists(), "tests/data/v0.1.0/everything.h5 must be committed; never regenerate it"
+@pytest.mark.parametrize("golden", [GOLDEN, GOLDEN_V0_2], ids=["v0.1.0", "v0.2.0"])
+def test_golden_file_is_committed_unchanged(golden):
+    assert golden.exists(), f"{golden} must be committed; never regenerate it"
 
 
 if __name__ == "__main__":  # writes the golden file once, for a new release's folder

@@ -15,7 +15,7 @@ import pytest
 import evsnn
 from evsnn import FormatError, InputError, UnsupportedVersionError
 from evsnn.io.hdf5 import NoDigestWarning
-from factories import make_everything
+from factories import make_everything, make_nir_neurons
 from hostile import edit, restamp
 
 GOLDEN = Path(__file__).parent / "data" / "v0.1.0" / "everything.h5"
@@ -50,9 +50,12 @@ def _outcome(path, **kwargs):
     return result, [(w.category, str(w.message), w.filename) for w in caught]
 
 
-@pytest.mark.parametrize("which", ["v2", "v1"])
-def test_isolated_load_equals_in_process_load_bit_for_bit(original, private_tmp, which):
-    path = original if which == "v2" else GOLDEN
+@pytest.mark.parametrize("which", ["v2", "v1", "nir neurons"])
+def test_isolated_load_equals_in_process_load_bit_for_bit(original, private_tmp, tmp_path, which):
+    """"nir neurons": population encoding 1.1.0, which the child must save whole for this process to load."""
+    path = {"v2": original, "v1": GOLDEN, "nir neurons": tmp_path / "nir.h5"}[which]
+    if which == "nir neurons":
+        evsnn.save(make_nir_neurons(np.float32), path)
     direct, direct_warnings = _outcome(path)
     isolated, isolated_warnings = _outcome(path, isolate=True)
     assert isinstance(direct, evsnn.SpikingModel)  # liveness: the file does load

@@ -2,6 +2,7 @@
 refusals that name the node, and hostile files."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 import warnings
@@ -139,11 +140,13 @@ def lif(n, **kw):
     return nir.LIF(**{**p, **kw})
 
 
-@pytest.mark.parametrize("kind", ["IF", "LIF", "CubaLIF", "LI", "CubaLI", "I", "Threshold"])
-def test_neuron_nodes_import_with_their_parameters(kind):
+NEURON_NODES = ["IF", "LIF", "CubaLIF", "LI", "CubaLI", "I", "Threshold"]
+
+
+def neuron_node(kind, n):
+    """A NIR neuron node with per-neuron parameters (seeded), and those parameters: tau, r, v_leak, threshold."""
     if not hasattr(nir, kind):
         pytest.skip(f"the installed nir {nir.version} has no {kind} node")
-    n = 3
     rng = np.random.default_rng(0)
     tau, r, leak, th = rng.uniform(5e-3, 2e-2, n), rng.uniform(0.5, 2, n), rng.normal(size=n), rng.uniform(1, 2, n)
     reset = {"v_reset": rng.normal(size=n)} if hard_reset() else {}
@@ -155,6 +158,13 @@ def test_neuron_nodes_import_with_their_parameters(kind):
             "CubaLI": lambda: nir.CubaLI(tau_syn=tau / 2, tau_mem=tau, r=r, v_leak=leak, w_in=r * 3),
             "I": lambda: nir.I(r=r),
             "Threshold": lambda: nir.Threshold(threshold=th)}[kind]()
+    return node, (tau, r, leak, th)
+
+
+@pytest.mark.parametrize("kind", NEURON_NODES)
+def test_neuron_nodes_import_with_their_parameters(kind):
+    n = 3
+    node, (tau, r, leak, th) = neuron_node(kind, n)
     model = from_nir(graph(nir.Linear(weight=np.eye(n)), node, shape=(n,)), dt=DT)
     spec = model.populations[0].neuron
     assert spec.kind == {"IF": "if", "LIF": "lif", "CubaLIF": "cuba_lif", "LI": "li", "CubaLI": "cuba_li", "I": "i",
@@ -172,6 +182,16 @@ def test_neuron_nodes_import_with_their_parameters(kind):
         assert spec.strict_threshold
         if kind != "Threshold":
             assert spec.reset == ("zero" if hard_reset() else "subtract")
+
+
+@pytest.mark.parametrize("kind", NEURON_NODES)
+def test_imported_neurons_save_and_load_bit_for_bit(kind, tmp_path):
+    """Every NIR neuron, with its per-neuron parameters, survives the evsnn file (population encoding 1.1.0)."""
+    model = from_nir(graph(nir.Linear(weight=np.eye(3)), neuron_node(kind, 3)[0], shape=(3,)), dt=DT)
+    evsnn.save(model, tmp_path / "m.h5")
+    assert evsnn.load(tmp_path / "m.h5") == model
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert f["populations/n1"].attrs["encoding-version"] == b"1.1.0"
 
 
 def composed(g, n_in):
@@ -349,3 +369,24 @@ def test_cli_import_export_and_a_bad_file_without_traceback(tmp_path, nir_file):
         f["node/nodes/fc1/v_threshold"] = np.ones(5)
     done = run("info", nir_file, "--dt", "1e-3")
     assert done.returncode == 1 and "Traceback" not in done.stderr and "/node/nodes/fc1 (IF)" in done.stderr
+
+
+def test_cli_imports_and_runs_an_ode_form_graph(tmp_path):
+    """NIR's own neurons (no evsnn metadata) import into an evsnn file, which runs as the graph itself does."""
+    cuba, _ = neuron_node("CubaLIF", 3)
+    li, _ = neuron_node("LI", 3)
+    nir.write(str(tmp_path / "g.nir"), graph(nir.Linear(weight=np.eye(3) * 40), cuba, nir.Linear(weight=np.eye(3)), li,
+                                             shape=(3,)))
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).random((4, 3)))
+    run = lambda *args: subprocess.run([sys.executable, "-m", "evsnn", *map(str, args)],  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)
+    done = run("import", tmp_path / "g.nir", tmp_path / "g.h5", "--dt", "1e-3")
+    assert done.returncode == 0, done.stderr
+    model = evsnn.load(tmp_path / "g.h5")
+    assert model == from_nir(tmp_path / "g.nir", dt=1e-3) and model.population("n1").neuron.kind == "cuba_lif"
+    outputs = []
+    for source in (["g.h5"], ["g.nir", "--dt", "1e-3"]):
+        done = run("run", tmp_path / source[0], *source[1:], "--steps", "20", "--data", tmp_path / "x.npy", "--json")
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout)["spikes_per_neuron_per_step"])
+    assert outputs[0] == outputs[1] and outputs[0]["n1"] > 0  # liveness: the CubaLIF spikes

@@ -6,7 +6,8 @@ The layout is specified in ``docs/hdf5-format.md``. In short::
     /                      format="evsnn", format_version=2, dt, readout, output
     /input                 shape, encoding, max_rate, scale
     /populations           order = population names, in topological order
-    /populations/<name>    shape, neuron kind, reset, ...; threshold; bias
+    /populations/<name>    shape, neuron kind, reset, ...; each per-neuron field (threshold, tau_mem, ...)
+                           an attribute or a dataset; bias
     /projections           order = projection names
     /projections/<name>    source, target, op, delay; weight (dense/conv2d array
                            or an anndata-style csr_matrix group)
@@ -32,6 +33,7 @@ naming the path inside the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -105,7 +107,10 @@ class IOSpec:
 MODEL = IOSpec("evsnn-model", "1.0.0")
 INPUT_SPEC = IOSpec("input", "1.0.0")
 ORDERED = IOSpec("ordered-group", "1.0.0")
-POPULATION = IOSpec("population", "1.0.0")
+#: Populations gained NIR's neurons in 1.1.0 (kinds, the ODE form, strict threshold, v_leak, any field per neuron).
+POPULATION = IOSpec("population", "1.1.0")
+#: What evsnn 0.1 and 0.2 read and write; still written for the populations it holds (see _population_spec).
+POPULATION_1_0 = IOSpec("population", "1.0.0")
 PROJECTION = IOSpec("projection", "1.0.0")
 ARRAY = IOSpec("array", "1.0.0")
 CSR = IOSpec("csr_matrix", "0.1.0")  # anndata's sparse layout, readable by anndata.io.read_elem
@@ -116,8 +121,22 @@ _ENC = ("encoding-type", "encoding-version")
 _ROOT_ATTRS = {*_ENC, "format", "format_version", "evsnn-version", "dt", "readout", "output"}
 _INPUT_ATTRS = {*_ENC, "shape", "encoding", "max_rate", "scale"}
 _ORDERED_ATTRS = {*_ENC, "order"}
-_POPULATION_ATTRS = {*_ENC, "shape", "neuron", "reset", "v_reset", "beta", "v_init_fraction", "threshold",
-                     "tau_syn", "tau_refr"}
+_POPULATION_1_0_ATTRS = {*_ENC, "shape", "neuron", "reset", "v_reset", "beta", "v_init_fraction", "threshold",
+                         "tau_syn", "tau_refr"}
+#: Attributes of a population, by version; 1.1.0 adds NIR's fields.
+_POPULATION_ATTRS = {POPULATION_1_0: _POPULATION_1_0_ATTRS,
+                     POPULATION: _POPULATION_1_0_ATTRS | {"tau_mem", "r", "v_leak", "w_in", "strict_threshold"}}
+#: Neuron fields that may be a dataset (one value per neuron) instead of an attribute, by version.
+_POPULATION_ARRAYS = {POPULATION_1_0: ("threshold",), POPULATION: NeuronSpec.PER_NEURON}
+#: NeuronSpec fields in the order save writes them: 0.2.0's order first, so that a population 0.2.0 could save is
+#: written byte for byte as 0.2.0 wrote it.
+_NEURON_FIELDS = ("v_reset", "beta", "v_init_fraction", "tau_syn", "tau_refr", "threshold", "tau_mem", "r", "v_leak",
+                  "w_in", "strict_threshold")
+# a NeuronSpec field the file does not hold would be dropped by save without a word
+assert {*_NEURON_FIELDS, "kind", "reset"} == {f.name for f in dataclasses.fields(NeuronSpec)}
+assert set(_NEURON_FIELDS) <= _POPULATION_ATTRS[POPULATION]
+#: Neuron kinds a version-1.0.0 population may hold.
+_KINDS_1_0 = ("if", "lif", "srm")
 _PROJECTION_ATTRS = {*_ENC, "source", "target", "op", "delay", "input_shape", "stride", "padding"}
 _CSR_ATTRS = {*_ENC, "shape"}
 
@@ -193,8 +212,7 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
         ``model`` is not a :class:`~evsnn.SpikingModel`.
     FormatError
         The model holds provenance that :func:`load` would refuse (the message
-        names the path inside the file), neuron fields the format does not
-        store yet (NIR's ODE-form neurons), or the file cannot be written.
+        names the path inside the file), or the file cannot be written.
     FileNotFoundError
         The target's directory does not exist.
 
@@ -212,7 +230,6 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
         raise ModelError(f"save: model must be a SpikingModel, got {type(model).__name__}.")
     shown = os.fspath(path)
     _check_provenance(shown, model.provenance, "/provenance", _Budget())
-    _check_storable(shown, model)
     target = os.path.realpath(shown)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
@@ -239,22 +256,6 @@ def save(model: SpikingModel, path: str | os.PathLike) -> None:
             detail = str(err).replace(tmp, shown)
             raise FormatError(f"{shown}: cannot save: {detail}") from err
         raise
-
-
-def _check_storable(path: str, model: SpikingModel) -> None:
-    """Refuse, before writing, neuron fields format version 2 cannot hold (never drop them silently)."""
-    for p in model.populations:
-        n = p.neuron
-        unstored = [name for name, present in (
-            (f"kind {n.kind!r}", n.kind not in ("if", "lif", "srm")),
-            ("the ODE form (r, tau_mem)", n.ode),
-            ("strict_threshold", n.strict_threshold),
-            ("v_leak", bool(np.any(np.asarray(n.v_leak) != 0))),
-            ("per-neuron beta or v_reset", isinstance(n.beta, np.ndarray) or isinstance(n.v_reset, np.ndarray)),
-        ) if present]
-        if unstored:
-            raise FormatError(f"{path}: cannot save population {p.name!r}: the file format does not store "
-                              f"{', '.join(unstored)} yet. Keep the model as NIR (evsnn.io.nir.write_nir) meanwhile.")
 
 
 def _check_provenance(path: str, d: Mapping[str, Any], where: str, budget: _Budget, depth: int = 1) -> None:
@@ -355,22 +356,31 @@ def _write_model(f: h5py.File, m: SpikingModel) -> None:
     _write_dict(f.create_group("provenance", track_order=True), m.provenance)
 
 
+def _population_spec(n: NeuronSpec) -> IOSpec:
+    """The lowest population version that holds ``n``: 1.0.0 (which evsnn 0.1 and 0.2 read) unless ``n`` uses a
+    field that 1.1.0 added, so that files of converted models stay readable by older releases."""
+    old = (n.kind in _KINDS_1_0 and not n.ode and not n.strict_threshold and set(n.arrays()) <= {"threshold"}
+           and n.v_leak == 0 and n.w_in == 1)
+    return POPULATION_1_0 if old else POPULATION
+
+
 def _write_population(g: h5py.Group, p: Population) -> None:
-    _stamp(g, POPULATION)
     n = p.neuron
+    spec = _population_spec(n)
+    _stamp(g, spec)
     g.attrs["shape"] = _ints(p.shape)
     _text(g, "neuron", n.kind)
     _text(g, "reset", n.reset)
-    g.attrs["v_reset"] = np.float64(n.v_reset)
-    g.attrs["beta"] = np.float64(n.beta)
-    g.attrs["v_init_fraction"] = np.float64(n.v_init_fraction)
-    if n.kind == "srm":
-        g.attrs["tau_syn"] = np.float64(n.tau_syn)
-        g.attrs["tau_refr"] = np.float64(n.tau_refr)
-    if isinstance(n.threshold, np.ndarray):
-        _write_array(g, "threshold", n.threshold)
-    else:
-        g.attrs["threshold"] = np.float64(n.threshold)
+    for name in _NEURON_FIELDS:  # a number is an attribute, one value per neuron a dataset, a flag 0 or 1
+        value = getattr(n, name)
+        if value is None or name not in _POPULATION_ATTRS[spec]:
+            continue
+        if isinstance(value, np.ndarray):
+            _write_array(g, name, value)
+        elif isinstance(value, bool):
+            g.attrs[name] = np.int64(value)
+        else:
+            g.attrs[name] = np.float64(value)
     if p.bias is not None:
         _write_array(g, "bias", p.bias)
 
@@ -731,18 +741,21 @@ class _Reader:
             raise self.error(_join(parent, name), f"group must exist, but it {what}.")
         return node
 
-    def check_spec(self, node: h5py.HLObject, expected: IOSpec) -> None:
+    def check_spec(self, node: h5py.HLObject, *known: IOSpec) -> IOSpec:
+        """The node's ``(encoding-type, encoding-version)``, which must be one of ``known`` (all of one type)."""
         etype = self.attr(node, "encoding-type", str)
         version = self.attr(node, "encoding-version", str)
-        if etype != expected.encoding_type:
-            raise self.error(node, f"encoding-type must be {expected.encoding_type!r}, got {etype!r}.")
-        if version != expected.encoding_version:
-            raise self.error(
-                node,
-                f"encoding-version {version!r} of {etype!r} is not supported (this evsnn reads "
-                f"{expected.encoding_version!r}). Upgrade evsnn.",
-                UnsupportedVersionError,
-            )
+        if etype != known[0].encoding_type:
+            raise self.error(node, f"encoding-type must be {known[0].encoding_type!r}, got {etype!r}.")
+        for spec in known:
+            if version == spec.encoding_version:
+                return spec
+        raise self.error(
+            node,
+            f"encoding-version {version!r} of {etype!r} is not supported (this evsnn reads "
+            f"{', '.join(repr(spec.encoding_version) for spec in known)}). Upgrade evsnn.",
+            UnsupportedVersionError,
+        )
 
     def dataset(self, parent: h5py.Group, name: str) -> h5py.Dataset:
         node = parent.get(name)
@@ -918,34 +931,36 @@ def _read_model(r: _Reader, f: h5py.File, layout: int) -> SpikingModel:
 
 
 def _read_population(r: _Reader, g: h5py.Group) -> Population:
-    r.check_spec(g, POPULATION)
-    r.check_attr_names(g, _POPULATION_ATTRS)
-    r.members(g, {"threshold": h5py.Dataset, "bias": h5py.Dataset})
+    spec = r.check_spec(g, POPULATION, POPULATION_1_0)
+    r.check_attr_names(g, _POPULATION_ATTRS[spec])
+    r.members(g, {**{field: h5py.Dataset for field in _POPULATION_ARRAYS[spec]}, "bias": h5py.Dataset})
     name = g.name.rsplit("/", 1)[-1]
     with r.building(g):  # name and declared shape (and its size bound) first, before any array is read
         shape = Population(name=name, shape=r.attr(g, "shape", "shape")).shape
     kind = r.attr(g, "neuron", str)
-    if "threshold" in g.attrs and "threshold" in g:
-        raise r.error(g, "threshold is both an attribute and a dataset; it must be one of them.")
-    if "threshold" in g.attrs:
-        threshold: float | np.ndarray = r.attr(g, "threshold", float)
-    else:
-        threshold = r.array(g, "threshold", kind="float", shape=shape)
-    if kind != "srm":
-        extra = [n for n in ("tau_syn", "tau_refr") if n in g.attrs]
-        if extra:
-            raise r.error(g, f"attribute(s) {extra} apply only to neuron 'srm', got neuron {kind!r}.")
-    srm = {n: r.attr(g, n, float) for n in ("tau_syn", "tau_refr") if kind == "srm"}
+    required = {"threshold", "v_reset", "beta", "v_leak", "w_in"} & _POPULATION_ATTRS[spec]
+    fields: dict[str, Any] = {}
+    for field in NeuronSpec.PER_NEURON:
+        if field in g.attrs and field in g:
+            raise r.error(g, f"{field} is both an attribute and a dataset; it must be one of them.")
+        if field in g:
+            fields[field] = r.array(g, field, kind="float", shape=shape)
+        elif field in g.attrs or field in required:
+            fields[field] = r.attr(g, field, float)
+    if spec == POPULATION:
+        strict = r.attr(g, "strict_threshold", int)
+        if strict not in (0, 1):
+            raise r.error(g, f"attribute 'strict_threshold' must be 0 or 1, got {strict}.")
+        fields["strict_threshold"] = bool(strict)
+    if "tau_refr" in g.attrs:
+        fields["tau_refr"] = r.attr(g, "tau_refr", float)
+    with r.building(g):  # NeuronSpec checks which fields each kind needs, and their values
+        neuron = NeuronSpec(kind=kind, reset=r.attr(g, "reset", str),
+                            v_init_fraction=r.attr(g, "v_init_fraction", float), **fields)
+    if spec == POPULATION_1_0 and kind not in _KINDS_1_0:
+        raise r.error(g, f"neuron {kind!r} needs population encoding-version {POPULATION.encoding_version!r}; "
+                         f"version {spec.encoding_version!r} holds only {', '.join(map(repr, _KINDS_1_0))}.")
     with r.building(g):
-        neuron = NeuronSpec(
-            kind=kind,
-            threshold=threshold,
-            reset=r.attr(g, "reset", str),
-            v_reset=r.attr(g, "v_reset", float),
-            beta=r.attr(g, "beta", float),
-            v_init_fraction=r.attr(g, "v_init_fraction", float),
-            **srm,
-        )
         bias = r.array(g, "bias", kind="float", shape=shape) if "bias" in g else None
         return Population(name=name, shape=shape, neuron=neuron, bias=bias)
 
