@@ -127,8 +127,9 @@ class SinabsAdapter(Adapter):
         return eff
 
     def export(self, case: str, dt: float, seed: int = 0) -> Exported:
-        """``to_nir`` of the case built from sinabs layers (``IAF``, ``LIF``, ``LIF`` with ``tau_syn``,
-        ``ExpLeak``), time constants in steps of ``dt`` (τ = 10 steps, τ_syn = 5 steps)."""
+        """``to_nir`` of the case built from sinabs's Squeeze layers (``IAFSqueeze``, ``LIFSqueeze``, the same with
+        ``tau_syn``, ``ExpLeakSqueeze``; one step per call, as ``from_nir`` builds them), time constants in steps
+        (τ = 10, τ_syn = 5)."""
         import torch
         from torch import nn
 
@@ -140,15 +141,18 @@ class SinabsAdapter(Adapter):
         if case not in EXPORT_CASES:
             raise ValueError(f"export: case must be one of {EXPORT_CASES}, got {case!r}.")
         torch.manual_seed(seed)
-        neuron = {"if": lambda: sl.IAF(),
-                  "lif": lambda: sl.LIF(tau_mem=10.0, norm_input=False),
-                  "cuba_lif": lambda: sl.LIF(tau_mem=10.0, tau_syn=5.0, norm_input=False),
-                  "li": lambda: sl.ExpLeak(tau_mem=10.0)}
+        # per-neuron parameters: to_nir writes scalar ones as they are, and a LIF node of shape () names no width
+        neuron = {"if": lambda n: sl.IAFSqueeze(num_timesteps=1),
+                  "lif": lambda n: sl.LIFSqueeze(tau_mem=torch.full((n,), 10.0), spike_threshold=torch.ones(n),
+                                                 norm_input=False, num_timesteps=1),
+                  "cuba_lif": lambda n: sl.LIFSqueeze(tau_mem=torch.full((n,), 10.0), tau_syn=torch.full((n,), 5.0),
+                                                     spike_threshold=torch.ones(n), norm_input=False, num_timesteps=1),
+                  "li": lambda n: sl.ExpLeakSqueeze(tau_mem=torch.full((n,), 10.0), num_timesteps=1)}
         if case == "two_layer":
-            layers = [nn.Linear(6, 5), neuron["lif"](), nn.Linear(5, 3), neuron["lif"]()]
-            what = "Linear 6->5, LIF(tau_mem=10 steps), Linear 5->3, LIF"
+            layers = [nn.Linear(6, 5), neuron["lif"](5), nn.Linear(5, 3), neuron["lif"](3)]
+            what = "Linear 6->5, LIFSqueeze(tau_mem=10 steps, norm_input=False), Linear 5->3, LIFSqueeze"
         else:
-            layers = [nn.Linear(4, 3), neuron[case]()]
+            layers = [nn.Linear(4, 3), neuron[case](3)]
             what = f"Linear 4->3, {type(layers[1]).__name__}" + {
                 "lif": "(tau_mem=10 steps, norm_input=False)", "cuba_lif": "(tau_mem=10, tau_syn=5 steps)",
                 "li": "(tau_mem=10 steps)", "if": ""}[case]
@@ -160,16 +164,16 @@ class SinabsAdapter(Adapter):
         n_in = layers[0].in_features
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            graph = to_nir(model, torch.zeros(1, 1, n_in))
+            graph = to_nir(model, torch.zeros(1, n_in))
 
         def run(x: np.ndarray) -> np.ndarray:
             for m in model:
                 if isinstance(m, sl.StatefulLayer):
                     m.reset_states()
-            with torch.no_grad():  # sinabs layers take (batch, time, ...)
-                out = model(torch.as_tensor(np.swapaxes(x, 0, 1), dtype=torch.float32))
-            return np.swapaxes(out.double().numpy(), 0, 1)
+            with torch.no_grad():
+                out = [model(xt) for xt in torch.as_tensor(x, dtype=torch.float32)]
+            return np.stack([o.double().numpy() for o in out])
 
         return Exported(graph=graph, run=run, dt=dt,
-                        description=f"sinabs {what}, weights x3 of torch's default init (seed {seed}); exported "
+                        description=f"sinabs {what}, per-neuron parameters, weights x3 of torch's default init (seed {seed}); exported "
                                     "by sinabs.nir.to_nir, which writes tau in steps and r = 1")
