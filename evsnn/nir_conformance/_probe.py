@@ -15,7 +15,7 @@ import numpy as np
 
 from .adapter import Effective
 
-__all__ = ["Trace", "probe_graph", "measure_effective", "neuron_node"]
+__all__ = ["Trace", "probe_graph", "measure_effective", "neuron_node", "rule_through_raised_threshold"]
 
 NEURONS = ("IF", "LIF", "CubaLIF", "LI", "CubaLI", "I", "Threshold")
 
@@ -186,3 +186,20 @@ def _reset(run: Callable[[np.ndarray], Trace], n: int, hi: float, eff: Effective
     notes.append(f"after a spike from inputs {amps.tolist()} (membrane {pre.tolist()} without reset) v is "
                  f"{post.tolist()}: reset {eff.reset or 'not recognised'}.")
 
+
+def rule_through_raised_threshold(run: Callable[[np.ndarray], Trace], run_raised: Callable[[np.ndarray], Trace],
+                                  n: int, threshold: float, gain: float, dtype: type) -> str | None:
+    """``">="`` or ``">"`` from inputs that land the membrane exactly on ``threshold``.
+
+    ``run_raised`` runs the same neuron with a higher threshold, so the membrane an input reaches in one step
+    from rest is read without a spike resetting it; ``run`` then shows whether that input fires.
+    None when no probe lands exactly on the threshold.
+    """
+    guess = dtype(threshold / gain)
+    cand = guess + np.arange(-256, 257) * np.spacing(guess)
+    x = np.broadcast_to(cand[None, :, None], (1, cand.size, n)).copy()
+    on = run_raised(x).v[0, :, 0] == dtype(threshold)
+    if not on.any():
+        return None
+    fired = run(x[:, on]).spikes[0, :, 0] > 0
+    return ">=" if fired.all() else ">" if not fired.any() else None

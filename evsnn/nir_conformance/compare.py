@@ -153,10 +153,10 @@ def explain(effective: Effective, node: object, dt: float, *, hard_reset: bool) 
         hint = ""
         if label == "spike gain" and tau and _close(got, r * dt / tau, 1e-4):
             hint = ": a spike taken as a current held over one step (R·dt/τ) instead of an impulse (R/τ)"
-        elif label == "spike gain" and tau and 0 < got * tau / r < tau:
-            hint = f": a spike taken as a current held over h = {got * tau / r:.3g} s (R·h/τ) instead of an impulse (R/τ)"
         elif label == "spike gain" and _close(got, 1.0, 1e-4):
             hint = ": input added unscaled, R ignored"
+        elif label == "spike gain" and tau and 0 < got * tau / r < tau:
+            hint = f": a spike taken as a current held over h = {got * tau / r:.3g} s (R·h/τ) instead of an impulse (R/τ)"
         elif label == "analog gain" and tau and _close(got, r * dt / tau, 1e-4):
             hint = ": forward Euler, R·dt/τ"
         elif label == "analog gain" and tau and 0 < got * tau / r < tau:
