@@ -150,6 +150,8 @@ def test_compare_counts_against_a_hand_made_pair():
     assert c.agreement == pytest.approx(2 / 4)  # bins where either spiked: 4; where both did: 2
     assert c.count_correlation == pytest.approx(np.corrcoef([2, 1], [2, 1])[0, 1])
     assert compare(ref, ref, kind="spikes").identical
+    counts = compare(ref, 2 * ref, kind="spikes")  # a framework that outputs spike counts (2 where one spike was)
+    assert (counts.identical, counts.first_divergent_step, counts.not_binary) == (False, 1, (0.0, 2.0))
     m = compare(np.ones((3, 1, 1)), np.array([1.0, 1.0, 1.5]).reshape(3, 1, 1), kind="membrane")
     assert (m.identical, m.first_divergent_step, m.max_abs_difference) == (False, 2, 0.5)
 

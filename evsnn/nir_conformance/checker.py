@@ -180,8 +180,8 @@ def _import_case(fw: Adapter, case: Case, dt: float, brian2: bool, explanations:
                 explanations[case.primitive] = [f"update not measured: {_error(err)}"]
         row.explanation = explanations[case.primitive]
     elif row.status == "diverges":
-        lif = explanations.get("LIF")
-        row.explanation = ["its LIF neurons: " + "; ".join(lif)] if lif else []
+        if explanations.get("LIF"):  # the network cases are built of LIF neurons
+            row.explanation = ["its LIF neurons, as in LIF above"]
     return row
 
 
@@ -299,5 +299,7 @@ def _short(r: CaseResult) -> str:
         return f"differs from step {c['first_divergent_step']} (max Δv {c['max_abs_difference']:.3g})"
     corr = c.get("count_correlation")
     corr_text = "n/a" if corr is None or (isinstance(corr, float) and math.isnan(corr)) else f"{corr:.2f}"
-    return f"differs from step {c.get('first_divergent_step')}: {100 * c.get('agreement', 0):.0f} % agree, r = {corr_text}"
+    values = f", values in [{c['not_binary'][0]:.3g}, {c['not_binary'][1]:.3g}]" if c.get("not_binary") else ""
+    return (f"differs from step {c.get('first_divergent_step')}: {100 * c.get('agreement', 0):.0f} % agree, "
+            f"r = {corr_text}{values}")
 

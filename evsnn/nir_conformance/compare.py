@@ -32,7 +32,7 @@ class Comparison:
     ``agreement``: of the (step, sample, neuron) bins where either output spiked, the fraction where both did
     (1.0 when neither spiked); ``count_correlation``: Pearson correlation of the spike counts per sample and
     neuron (``nan`` when either is constant). Membranes: ``max_abs_difference`` instead.
-    ``spikes``: total spikes of (reference, other), a liveness record.
+    ``spikes``: total spikes of (reference, other), a liveness record (bins with a non-zero output).
     """
 
     kind: str  # "spikes" | "membrane"
@@ -42,14 +42,18 @@ class Comparison:
     count_correlation: float | None = None
     max_abs_difference: float | None = None
     spikes: tuple[int, int] | None = None
+    not_binary: tuple[float, float] | None = None  # the other output's range where it is not 0/1 spikes
 
     def summary(self) -> str:
         if self.identical:
             what = "identical" if self.kind == "spikes" else f"identical to {MEMBRANE_RTOL:g} (relative)"
             return what + (f" ({self.spikes[0]} spikes)" if self.spikes else "")
         if self.kind == "spikes":
+            values = (f"; its output is not 0/1 spikes: values in [{self.not_binary[0]:.4g}, {self.not_binary[1]:.4g}]"
+                      if self.not_binary else "")
             return (f"diverges at step {self.first_divergent_step}: spike agreement {100 * self.agreement:.1f} %, "
-                    f"count correlation {self.count_correlation:.3f}, spikes {self.spikes[0]} vs {self.spikes[1]}")
+                    f"count correlation {self.count_correlation:.3f}, spikes {self.spikes[0]} vs {self.spikes[1]}"
+                    + values)
         return (f"diverges at step {self.first_divergent_step}: max |difference| {self.max_abs_difference:.4g}")
 
 
@@ -65,14 +69,18 @@ def compare(reference: np.ndarray, other: np.ndarray, *, kind: str) -> Compariso
         bad = np.flatnonzero((diff > tolerance).any(axis=1) | ~np.isfinite(oth.reshape(steps, -1)).all(axis=1))
         return Comparison("membrane", bad.size == 0, int(bad[0]) if bad.size else None,
                           max_abs_difference=float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+    binary = bool(np.isin(oth, (0.0, 1.0)).all())
     a, b = ref != 0, oth != 0
     differs = np.flatnonzero((a != b).reshape(steps, -1).any(axis=1))
     either = int((a | b).sum())
     agreement = float((a & b).sum() / either) if either else 1.0
     ca, cb = a.sum(axis=0).ravel().astype(np.float64), b.sum(axis=0).ravel().astype(np.float64)
     correlation = float(np.corrcoef(ca, cb)[0, 1]) if ca.std() > 0 and cb.std() > 0 else math.nan
+    if not binary:  # a count per step, or a value passed through: where it is not 0/1 the outputs differ
+        differs = np.union1d(differs, np.flatnonzero((oth != ref).reshape(steps, -1).any(axis=1)))
     return Comparison("spikes", differs.size == 0, int(differs[0]) if differs.size else None, agreement=agreement,
-                      count_correlation=correlation, spikes=(int(a.sum()), int(b.sum())))
+                      count_correlation=correlation, spikes=(int(a.sum()), int(b.sum())),
+                      not_binary=None if binary else (float(oth.min()), float(oth.max())))
 
 
 # NIR node class -> (evsnn kind, parameter names of tau_mem, tau_syn)
@@ -139,7 +147,9 @@ def explain(effective: Effective, node: object, dt: float, *, hard_reset: bool) 
     name = type(node).__name__
     tau = _scalar(node, _KINDS[name][1]) if name in _KINDS else None
     out = []
-    if not _close(effective.beta, exact.beta):
+    if effective.beta == 0 and exact.beta:
+        out.append("β = 0: no state kept from one step to the next (the input passes through)")
+    elif not _close(effective.beta, exact.beta):
         reading = _decay_reading(effective.beta, tau, dt, "β")
         out.append(f"{name} imported as a leaky neuron, {reading}" if name in ("IF", "I") else reading)
     if not _close(effective.syn_beta, exact.syn_beta):
@@ -157,6 +167,8 @@ def explain(effective: Effective, node: object, dt: float, *, hard_reset: bool) 
             hint = ": input added unscaled, R ignored"
         elif label == "spike gain" and tau and 0 < got * tau / r < tau:
             hint = f": a spike taken as a current held over h = {got * tau / r:.3g} s (R·h/τ) instead of an impulse (R/τ)"
+        elif label == "analog gain" and _close(got, 1.0, 1e-4):
+            hint = ": a held input added unscaled every step (R and dt ignored)"
         elif label == "analog gain" and tau and _close(got, r * dt / tau, 1e-4):
             hint = ": forward Euler, R·dt/τ"
         elif label == "analog gain" and tau and 0 < got * tau / r < tau:

@@ -63,9 +63,9 @@ def _neuron(primitive: str, n: int, dt: float) -> tuple[object, dict]:
     nir = _nir()
     full = lambda v: np.full(n, float(v))  # noqa: E731  (NIR nodes take one value per neuron)
     tau, tau_syn = 20 * dt, 5 * dt
-    if primitive == "IF":
-        node = nir.IF(r=full(2.0), v_threshold=full(1.0), **_reset(n))
-        gains = ode_coefficients("if", dt, tau_mem=None, tau_syn=None, r=2.0, w_in=1.0)
+    if primitive == "IF":  # R = 1: a spike of weight w adds w, as every framework's IF does
+        node = nir.IF(r=full(1.0), v_threshold=full(1.0), **_reset(n))
+        gains = ode_coefficients("if", dt, tau_mem=None, tau_syn=None, r=1.0, w_in=1.0)
     elif primitive == "LIF":
         node = nir.LIF(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0), v_threshold=full(1.0), **_reset(n))
         gains = ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau, w_in=1.0)
@@ -81,8 +81,8 @@ def _neuron(primitive: str, n: int, dt: float) -> tuple[object, dict]:
                           w_in=full(1.0))
         gains = ode_coefficients("cuba_li", dt, tau_mem=tau, tau_syn=tau_syn, r=2.0 * tau, w_in=1.0)
     elif primitive == "I":
-        node = nir.I(r=full(2.0))
-        gains = ode_coefficients("i", dt, tau_mem=None, tau_syn=None, r=2.0, w_in=1.0)
+        node = nir.I(r=full(1.0))
+        gains = ode_coefficients("i", dt, tau_mem=None, tau_syn=None, r=1.0, w_in=1.0)
     elif primitive == "Threshold":  # stateless: its input of each step meets θ = 1 about half the time
         node = nir.Threshold(threshold=full(1.0))
         gains = {"spike_gain": 0.35, "analog_gain": 0.35}
@@ -107,7 +107,7 @@ def _drive(gains: dict) -> tuple[float, float]:
 
 
 NEURON_CASES = ("IF", "LIF", "CubaLIF", "LI", "CubaLI", "I", "Threshold")
-NETWORK_CASES = ("Linear", "Affine", "Scale", "two_layer", "Conv2d", "SumPool2d", "recurrent")
+NETWORK_CASES = ("Linear", "Affine", "Scale", "two_layer", "Conv2d", "SumPool2d", "Flatten", "recurrent")
 
 
 def _spikes(rng: np.random.Generator, steps: int, batch: int, shape: tuple[int, ...], rate: float = 0.3) -> np.ndarray:
@@ -134,15 +134,16 @@ def _neuron_case(primitive: str, input_kind: str, dt: float, steps: int, batch: 
     return Case(f"{primitive} ({input_kind})", primitive, input_kind, graph, x, neuron_key="neuron")
 
 
-def _lif(n: int | tuple[int, ...], dt: float) -> tuple[object, float, float]:
+def _lif(n: int | tuple[int, ...], dt: float, threshold: float = 1.0) -> tuple[object, float, float]:
     """A LIF node (any shape) and the weight scales that move it by about 0.35 θ per unit of spike / held input."""
     nir = _nir()
     shape = (n,) if isinstance(n, int) else n
     tau = 20 * dt
     full = lambda v: np.full(shape, float(v))  # noqa: E731
-    node = nir.LIF(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0), v_threshold=full(1.0),
+    node = nir.LIF(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0), v_threshold=full(threshold),
                    **({"v_reset": full(0.0)} if hard_reset() else {}))
-    return (node, *_drive(ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau, w_in=1.0)))
+    return (node, *(threshold * g for g in _drive(ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau,
+                                                                       w_in=1.0))))
 
 
 def _network_case(primitive: str, dt: float, steps: int, batch: int, rng: np.random.Generator) -> Case:
@@ -174,29 +175,30 @@ def _network_case(primitive: str, dt: float, steps: int, batch: int, rng: np.ran
         edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
         return Case("two-layer dense", "Affine+LIF x2", "spike", _nodes_graph(nodes, edges),
                     _spikes(rng, steps, batch, (6,)))
-    if primitive in ("Conv2d", "SumPool2d"):
-        pooled = primitive == "SumPool2d"
+    if primitive in ("Conv2d", "SumPool2d", "Flatten"):
+        # Conv2d: conv -> LIF; SumPool2d: conv -> LIF -> pool -> LIF; Flatten: conv -> LIF -> flatten -> Affine -> LIF
         conv_out = (2, 4, 4)
         lif1, w, _ = _lif(conv_out, dt)
-        flat = (2, 2, 2) if pooled else conv_out
-        n_flat = int(np.prod(flat))
-        lif2, _, _ = _lif(3, dt)
-        nodes = _io((1, 6, 6), (3,))
+        nodes = _io((1, 6, 6), {"Conv2d": conv_out, "SumPool2d": (2, 2, 2), "Flatten": (3,)}[primitive])
         nodes["conv"] = nir.Conv2d(input_shape=(6, 6), weight=rng.uniform(0.2, 1.0, (2, 1, 3, 3)) * w / (0.3 * 9 * 0.6),
                                    stride=np.array([1, 1]), padding=np.array([0, 0]), dilation=np.array([1, 1]),
                                    groups=1, bias=np.zeros(2))
         nodes["lif1"] = lif1
         chain = ["input", "conv", "lif1"]
-        if pooled:
+        if primitive == "SumPool2d":  # four spike trains of rate ~0.3 summed, each spike adding 2 to v: θ = 5
             nodes["pool"] = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                           padding=np.array([0, 0]))
-            chain.append("pool")
-        nodes["flatten"] = nir.Flatten(input_type={"input": np.array(flat)}, start_dim=0, end_dim=-1)
-        nodes["fc"] = nir.Affine(weight=rng.uniform(0.2, 1.0, (3, n_flat)) * w / (0.15 * n_flat * 0.6 * (4 if pooled else 1)),
-                                 bias=np.zeros(3))
-        nodes["lif2"] = lif2
-        chain += ["flatten", "fc", "lif2", "output"]
-        name = "conv + sum pooling" if pooled else "conv"
+            nodes["lif2"] = _lif((2, 2, 2), dt, threshold=5.0)[0]
+            chain += ["pool", "lif2"]
+        elif primitive == "Flatten":
+            n_flat = int(np.prod(conv_out))
+            nodes["flatten"] = nir.Flatten(input_type={"input": np.array(conv_out)}, start_dim=0, end_dim=-1)
+            nodes["fc"] = nir.Affine(weight=rng.uniform(0.2, 1.0, (3, n_flat)) * w / (0.15 * n_flat * 0.6),
+                                     bias=np.zeros(3))
+            nodes["lif2"] = _lif(3, dt)[0]
+            chain += ["flatten", "fc", "lif2"]
+        chain.append("output")
+        name = {"Conv2d": "conv", "SumPool2d": "conv + sum pooling", "Flatten": "conv + flatten + dense"}[primitive]
         return Case(name, primitive, "spike", _nodes_graph(nodes, list(zip(chain[:-1], chain[1:]))),
                     _spikes(rng, steps, batch, (1, 6, 6)))
     if primitive == "recurrent":
