@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from ..io.nir import _nir, from_nir, hard_reset
 from ..model import SpikingModel
 from ..simulation import simulate
 from .adapter import EXPORT_CASES, Adapter
-from .compare import Comparison, compare, explain
+from .compare import Comparison, compare, explain, ode_update
 from .suite import Case, reference_suite
 
 __all__ = ["FRAMEWORKS", "adapter", "check", "CaseResult", "ConformanceReport", "format_table"]
@@ -211,7 +212,29 @@ def _export_case(fw: Adapter, name: str, dt: float, steps: int, batch: int, seed
         return row
     row.status, row.detail, c = _outcome(reference, theirs, _kind(model))
     row.comparison = asdict(c) if c else None
+    if row.status == "diverges":
+        row.explanation = _exported_neurons(exported.graph, exported.dt)
     return row
+
+
+def _exported_neurons(graph: object, dt: float) -> list[str]:
+    """What the export wrote for each kind of neuron (its first node), and the per-step decay its ODE gives."""
+    seen, out = set(), []
+    for key, node in graph.nodes.items():
+        name = type(node).__name__
+        if name in seen or name not in ("IF", "LIF", "CubaLIF", "LI", "CubaLI", "I"):
+            continue
+        seen.add(name)
+        params = []
+        for field in ("tau", "tau_mem", "tau_syn", "r", "v_threshold", "v_reset", "w_in"):
+            if getattr(node, field, None) is not None:
+                values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
+                params.append(f"{field} = " + (f"{values[0]:.4g}" if values.size == 1
+                                               else f"{values.min():.4g} to {values.max():.4g}"))
+        exact = ode_update(node, dt, hard_reset=hard_reset())
+        out.append(f"the export writes {name} '{key}' with {', '.join(params)}: over its dt = {dt:g} s the ODE "
+                   f"decays by β = {exact.beta:.4g} per step")
+    return out
 
 
 def check(framework: str | Adapter, *, dt: float = 1e-3, steps: int = 50, batch: int = 4, seed: int = 0, brian2: bool = True,
@@ -292,8 +315,8 @@ def _short(r: CaseResult) -> str:
         return "identical"
     if r.status == "not available":
         return "—"
-    if r.status == "error":
-        return _md("error: " + r.detail.split(" (")[0])[:90]
+    if r.status == "error":  # the message without the frame it came from
+        return _md("error: " + re.sub(r" \([^()]*\.py:\d+\)$", "", r.detail))[:110]
     c = r.comparison or {}
     if c.get("kind") == "membrane":
         return f"differs from step {c['first_divergent_step']} (max Δv {c['max_abs_difference']:.3g})"

@@ -62,24 +62,26 @@ def _neuron(primitive: str, n: int, dt: float) -> tuple[object, dict]:
     """A neuron node of ``n`` neurons with chosen parameters, and its exact per-step gains over ``dt``."""
     nir = _nir()
     full = lambda v: np.full(n, float(v))  # noqa: E731  (NIR nodes take one value per neuron)
+    # R = 1 and w_in = 1, the values Norse and sinabs assume and SpikingJelly accepts for LIF: the cases then
+    # measure each framework's dynamics instead of stopping at its refusal of other values
     tau, tau_syn = 20 * dt, 5 * dt
     if primitive == "IF":  # R = 1: a spike of weight w adds w, as every framework's IF does
         node = nir.IF(r=full(1.0), v_threshold=full(1.0), **_reset(n))
         gains = ode_coefficients("if", dt, tau_mem=None, tau_syn=None, r=1.0, w_in=1.0)
     elif primitive == "LIF":
-        node = nir.LIF(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0), v_threshold=full(1.0), **_reset(n))
-        gains = ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau, w_in=1.0)
+        node = nir.LIF(tau=full(tau), r=full(1.0), v_leak=full(0.0), v_threshold=full(1.0), **_reset(n))
+        gains = ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=1.0, w_in=1.0)
     elif primitive == "CubaLIF":
-        node = nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau), r=full(2.0 * tau), v_leak=full(0.0),
+        node = nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau), r=full(1.0), v_leak=full(0.0),
                            v_threshold=full(1.0), w_in=full(1.0), **_reset(n))
-        gains = ode_coefficients("cuba_lif", dt, tau_mem=tau, tau_syn=tau_syn, r=2.0 * tau, w_in=1.0)
+        gains = ode_coefficients("cuba_lif", dt, tau_mem=tau, tau_syn=tau_syn, r=1.0, w_in=1.0)
     elif primitive == "LI":
-        node = nir.LI(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0))
-        gains = ode_coefficients("li", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau, w_in=1.0)
+        node = nir.LI(tau=full(tau), r=full(1.0), v_leak=full(0.0))
+        gains = ode_coefficients("li", dt, tau_mem=tau, tau_syn=None, r=1.0, w_in=1.0)
     elif primitive == "CubaLI":
-        node = nir.CubaLI(tau_syn=full(tau_syn), tau_mem=full(tau), r=full(2.0 * tau), v_leak=full(0.0),
+        node = nir.CubaLI(tau_syn=full(tau_syn), tau_mem=full(tau), r=full(1.0), v_leak=full(0.0),
                           w_in=full(1.0))
-        gains = ode_coefficients("cuba_li", dt, tau_mem=tau, tau_syn=tau_syn, r=2.0 * tau, w_in=1.0)
+        gains = ode_coefficients("cuba_li", dt, tau_mem=tau, tau_syn=tau_syn, r=1.0, w_in=1.0)
     elif primitive == "I":
         node = nir.I(r=full(1.0))
         gains = ode_coefficients("i", dt, tau_mem=None, tau_syn=None, r=1.0, w_in=1.0)
@@ -140,9 +142,9 @@ def _lif(n: int | tuple[int, ...], dt: float, threshold: float = 1.0) -> tuple[o
     shape = (n,) if isinstance(n, int) else n
     tau = 20 * dt
     full = lambda v: np.full(shape, float(v))  # noqa: E731
-    node = nir.LIF(tau=full(tau), r=full(2.0 * tau), v_leak=full(0.0), v_threshold=full(threshold),
+    node = nir.LIF(tau=full(tau), r=full(1.0), v_leak=full(0.0), v_threshold=full(threshold),
                    **({"v_reset": full(0.0)} if hard_reset() else {}))
-    return (node, *(threshold * g for g in _drive(ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=2.0 * tau,
+    return (node, *(threshold * g for g in _drive(ode_coefficients("lif", dt, tau_mem=tau, tau_syn=None, r=1.0,
                                                                        w_in=1.0))))
 
 
@@ -185,10 +187,10 @@ def _network_case(primitive: str, dt: float, steps: int, batch: int, rng: np.ran
                                    groups=1, bias=np.zeros(2))
         nodes["lif1"] = lif1
         chain = ["input", "conv", "lif1"]
-        if primitive == "SumPool2d":  # four spike trains of rate ~0.3 summed, each spike adding 2 to v: θ = 5
+        if primitive == "SumPool2d":  # four spike trains of rate ~0.3 summed, unweighted: θ = 2.5 spikes' jumps
             nodes["pool"] = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                           padding=np.array([0, 0]))
-            nodes["lif2"] = _lif((2, 2, 2), dt, threshold=5.0)[0]
+            nodes["lif2"] = _lif((2, 2, 2), dt, threshold=2.5 * 0.35 / w)[0]
             chain += ["pool", "lif2"]
         elif primitive == "Flatten":
             n_flat = int(np.prod(conv_out))
