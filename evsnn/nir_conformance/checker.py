@@ -173,8 +173,11 @@ def _import_case(fw: Adapter, case: Case, dt: float, brian2: bool, explanations:
         if case.primitive not in explanations:
             node = case.graph.nodes[case.neuron_key]
             try:
-                explanations[case.primitive] = explain(fw.effective(case.graph, dt), node, dt,
-                                                       hard_reset=hard_reset())
+                effective = fw.effective(case.graph, dt)
+                explanations[case.primitive] = explain(effective, node, dt, hard_reset=hard_reset())
+                measured = [v for k, v in asdict(effective).items() if k != "notes" and v is not None]
+                if not measured and effective.notes:  # nothing to compare: the adapter says why
+                    explanations[case.primitive] = effective.notes[:1]
             except NotImplementedError as err:
                 explanations[case.primitive] = [f"update not measured: {err}"]
             except Exception as err:
