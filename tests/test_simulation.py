@@ -17,7 +17,7 @@ def test_settings_are_recorded(x):
     r = evsnn.simulate(make_mlp(), x, steps=7, encoding="poisson", seed=3, max_rate=200.0, batch_size=2)
     assert r.settings == {"steps": 7, "dt": 1e-3, "encoding": "poisson", "seed": 3, "max_rate": 200.0,
                           "scale": 1.0, "batch_size": 2, "readout": "count", "dtype": "float32",
-                          "dense_above": 0.1}
+                          "dense_above": None}
     assert r.engine == "event" and r.output.shape == (3, 7, 10) and r.wall_time > 0
 
 
@@ -69,22 +69,3 @@ def test_unknown_engine_lists_the_registered_ones(x):
         evsnn.simulate(make_mlp(), x, steps=5, engine="brain2")
     with pytest.raises(InputError, match="simulate: dtype must be .float32. or .float64."):
         evsnn.simulate(make_mlp(), x, steps=5, dtype="float16")
-
-
-def test_public_scipy_fallback_gives_the_same_result(monkeypatch):
-    """Without scipy's private kernels the engine uses the public sparse API, with identical results."""
-    from evsnn.engines import event
-    from factories import make_everything
-
-    model = make_everything()
-    pops = list(model.populations)
-    pops[2] = evsnn.Population("out", (5,), evsnn.NeuronSpec("lif", beta=0.9))  # the event engine has no SRM
-    model = model.replace(populations=pops)
-    x = np.random.default_rng(2).random((4, 2, 7, 7))
-    fast = evsnn.simulate(model, x, steps=15, dtype="float64", record="all")
-    monkeypatch.setattr(event, "_csr_matvecs", None)
-    monkeypatch.setattr(event, "_coo_matmat_dense", None)
-    slow = evsnn.simulate(model, x, steps=15, dtype="float64", record="all")
-    np.testing.assert_allclose(slow.output, fast.output, rtol=1e-12, atol=1e-12)
-    for name in fast.sops:
-        assert np.array_equal(slow.sops[name], fast.sops[name])

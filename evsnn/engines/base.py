@@ -52,6 +52,9 @@ class Engine:
     """
 
     name = "engine"
+    #: Cores a batch may use (its rows split over threads; results do not depend on it). ``simulate`` sets it from
+    #: the ``threads`` run setting, inside :func:`evsnn.threads.limit_threads`.
+    threads = 1
 
     def __init__(self, model: SpikingModel, *, dtype: str = "float32"):
         if str(dtype) not in DTYPES:

@@ -1,4 +1,4 @@
-"""The event-driven engine: a scipy.sparse event queue with exact SOP counts.
+"""The event-driven engine: compiled event delivery with exact SOP counts.
 
 Per step ``t`` and population, in topological order (docs/design.md, "Time and
 update order"):
@@ -6,23 +6,27 @@ update order"):
 1. take the input due at ``t`` from the population's ring buffer (slot
    ``t mod L``, ``L = max delay + 1``), add the analog input current and the
    bias;
-2. integrate, threshold and reset (:func:`~evsnn.engines.neurons.neuron_step`);
-3. turn the spikes into a sparse matrix (batch x neurons) and push it through
-   every outgoing projection into the target's slot ``(t + delay) mod L``.
+2. integrate, threshold, reset and emit in one compiled pass
+   (:func:`evsnn.engines.kernels.neuron_step`, the formulas of
+   :mod:`evsnn.engines.neurons`), which writes each row's spike indices;
+3. push the spikes through every outgoing projection into the target's slot
+   ``(t + delay) mod L``.
 
 Delivery reads only the synapses of neurons that spiked, so its work grows
-with spikes x fan-out, not with neurons x steps:
+with spikes x fan-out, not with neurons x steps (:mod:`evsnn.engines.kernels`):
 
-- ``dense``: ``S @ W.T`` with ``S`` in CSR (scipy's compiled row-axpy loop);
-  at batch >= 8 and a spike density above ``dense_above`` the dense BLAS
-  product is faster and is used instead (same sums, see Notes);
+- ``dense``: row ``j`` of ``W.T`` added for each spike of ``j``;
 - ``conv2d``: an event scatter of the kernel. Each spike at (c, y, x) adds
   kernel slices ``W[:, c, ky, kx]`` at the output positions it reaches; the
   (tap, position) pairs of every input pixel are tabulated once per model,
   so the engine never unrolls the convolution and its memory stays near the
-  weights' size (above ``dense_above`` at batch >= 8: im2col and one BLAS
-  product);
-- ``sparse``: ``S @ W.T`` with both in CSR (scipy's sparse product).
+  weights' size;
+- ``sparse``: the CSR rows of ``W.T`` of the spiking neurons.
+
+Where a step's spikes are dense enough, dense and conv2d projections use
+torch's matmul / conv2d of the dense spike array instead: above the
+projection's crossover (:func:`blas_cost_ratio` times its dense MACs per
+connection), or above ``dense_above`` at batch >= 8 when that is given.
 
 SOPs are counted from the spikes, never from the kernel that delivered them:
 each spike of neuron ``j`` through projection ``p`` adds the number of
@@ -34,14 +38,18 @@ Notes
 -----
 A population that is IF (no leak), has no bias, no analog input and no
 pending input, and whose potentials are all below threshold, is skipped: it
-cannot spike and its state does not change. Dense BLAS and the CSR loop add
-the same terms in a different order, so in float32 they may differ in the last
-bit; pass ``dense_above=1.0`` (never dense) for bit-reproducible runs across
-batch sizes.
+cannot spike and its state does not change. The event kernels add in the order
+of the scipy loops they replaced (float64 and float32 runs are bit-identical to
+them); torch's products add in another order, so a step delivered densely may
+differ in the last bit (in float64 this can flip a spike that lands within
+rounding of its threshold). Pass ``dense_above=1.0`` (never dense) for runs
+that are bit-reproducible across batch sizes and machines. Batch rows never
+share work, so the ``threads`` a batch is split over change nothing.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -50,7 +58,8 @@ from ..model import INPUT, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from . import register_engine
 from .base import BatchOutput, Engine
-from .neurons import NeuronParams, initial_state, integrate, neuron_step
+from . import kernels
+from .neurons import NeuronParams, NeuronState, initial_state
 
 __all__ = ["EventEngine"]
 
@@ -58,85 +67,113 @@ __all__ = ["EventEngine"]
 EVENT_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i", "threshold")
 
 
-try:  # scipy's compiled kernels, called without building a sparse matrix object per step
-    from scipy.sparse._sparsetools import coo_matmat_dense as _coo_matmat_dense
-    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
-except ImportError:  # pragma: no cover - other scipy versions: the public API does the same
-    _coo_matmat_dense = _csr_matvecs = None
+#: Time of one multiply-add of torch's product (matmul / conv2d, the dense spike array's filling and the add included)
+#: over the time of one synaptic add of the event kernel, float32, one core, by operator and batch size. Measured
+#: with ``python benchmarks/crossover.py`` (two runs on a 2-core AVX-512 machine, rounded; docs/design.md, "Engines").
+#: A projection goes dense at a step when its spikes exceed ``ratio * MACs / connections * batch * n_in``.
+BLAS_COST_RATIO = {"dense": {1: 1.4, 8: 0.46, 64: 0.33}, "conv2d": {1: 0.21, 8: 0.11, 64: 0.09}}
 
 
-def csr_accumulate(indptr: np.ndarray, indices: np.ndarray, n_cols: int, rows_of: np.ndarray,
-                   out: np.ndarray) -> None:
-    """``out += A @ rows_of`` for a 0/1 CSR matrix ``A`` (one row of ``out`` per CSR row)."""
-    ones = np.ones(indices.size, dtype=rows_of.dtype)
-    if _csr_matvecs is not None:
-        _csr_matvecs(out.shape[0], n_cols, rows_of.shape[1], indptr, indices, ones, rows_of.ravel(), out.ravel())
-    else:
-        out += sp.csr_array((ones, indices, indptr), shape=(out.shape[0], n_cols)) @ rows_of
+def blas_cost_ratio(kind: str, batch: int) -> float:
+    """:data:`BLAS_COST_RATIO` of operator ``kind`` at the largest measured batch size not above ``batch``."""
+    table = BLAS_COST_RATIO[kind]
+    return table[max(b for b in table if b <= batch)]
 
 
-def coo_accumulate(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, rows_of: np.ndarray,
-                   out: np.ndarray) -> None:
-    """``out[rows[i]] += values[i] * rows_of[cols[i]]`` for every i (duplicates add up)."""
-    if _coo_matmat_dense is not None:
-        _coo_matmat_dense(rows.size, rows_of.shape[1], rows, cols, values, rows_of.ravel(), out.ravel())
-    else:
-        out += sp.coo_array((values, (rows, cols)), shape=(out.shape[0], rows_of.shape[0])) @ rows_of
+class _Delivery:
+    """What every delivery shares: the spike-count limit above which a step goes dense (BLAS), and its buffers.
+
+    ``dense_above`` (a fraction of batch x ``n_in``, at batch >= 8) overrides the measured crossover
+    (:func:`blas_cost_ratio` times the operator's dense MACs per connection); ``None``: the crossover.
+    """
+
+    blas = False  # whether the operator has a BLAS path
+
+    def __init__(self, op, dtype: np.dtype, dense_above: float | None):
+        self.op, self.dtype, self.dense_above = op, dtype, dense_above
+        self.buffers: dict[int, dict[str, np.ndarray]] = {}  # per batch size, allocated once
+
+    def dense_limit(self, batch: int) -> float:
+        """Spikes of a step above which this projection is delivered by BLAS (inf: never)."""
+        if not self.blas:
+            return np.inf
+        if self.dense_above is not None:
+            return self.dense_above * batch * self.op.n_in if batch >= 8 else np.inf
+        density = blas_cost_ratio(self.op.kind, batch) * self.macs / self.op.n_connections()
+        return density * batch * self.op.n_in if density < 1 else np.inf
+
+    def buffer(self, batch: int) -> dict[str, np.ndarray]:
+        if batch not in self.buffers:
+            self.buffers[batch] = self.allocate(batch)
+        return self.buffers[batch]
+
+    def allocate(self, batch: int) -> dict[str, np.ndarray]:
+        return {}
 
 
-def _expand(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate ranges ``start[i] : start[i] + length[i]``; return (owner i, position) per element."""
-    owner = np.repeat(np.arange(length.size), length)
-    first = np.cumsum(length) - length  # where each range begins in the output
-    return owner, np.arange(int(length.sum())) - np.repeat(first - start, length)
+class _DenseDelivery(_Delivery):
+    """Rows of ``W.T`` for each spike (compiled loop), or torch's matmul of the dense spike array."""
 
+    blas = True
 
-class _DenseDelivery:
-    """Rows of ``W.T`` for each spike, added by scipy's compiled CSR loop (or BLAS when dense)."""
+    def __init__(self, op: Dense, dtype: np.dtype, dense_above: float | None):
+        super().__init__(op, dtype, dense_above)
+        self.wt = np.array(op.weight.T, dtype=dtype, order="C")  # (n_in, n_out), writable (torch's matmul)
+        self.macs = op.n_in * op.n_out
 
-    def __init__(self, op: Dense, dtype: np.dtype, dense_above: float):
-        self.wt = np.ascontiguousarray(op.weight.T, dtype=dtype)  # (n_in, n_out)
-        self.dense_above = dense_above
+    def allocate(self, batch: int) -> dict[str, np.ndarray]:
+        n_in, n_out = self.wt.shape
+        return {"spikes": np.zeros((batch, n_in), dtype=self.dtype), "product": np.zeros((batch, n_out), self.dtype)}
 
-    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
-        batch, n_in = out.shape[0], self.wt.shape[0]
-        if batch >= 8 and cols.size > self.dense_above * batch * n_in:
-            spikes = np.zeros((batch, n_in), dtype=self.wt.dtype)
-            spikes[rows, cols] = 1
-            out += spikes @ self.wt
+    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
+        if dense:
+            import torch
+
+            buf = self.buffer(out.shape[0])
+            kernels.fill_dense(parallel, starts, counts, flat, buf["spikes"])
+            torch.mm(torch.from_numpy(buf["spikes"]), torch.from_numpy(self.wt), out=torch.from_numpy(buf["product"]))
+            out += buf["product"]
         else:
-            csr_accumulate(indptr, cols, n_in, self.wt, out)
+            kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out)
 
 
-class _SparseDelivery:
-    """``out += S @ W.T`` with both in CSR (scipy's sparse product reads only the spiking rows)."""
+class _SparseDelivery(_Delivery):
+    """``out += S @ W.T`` with ``W.T`` in CSR: a compiled loop over the spiking rows of ``W.T``."""
 
-    def __init__(self, op: Sparse, dtype: np.dtype):
-        self.wt = sp.csr_array(op.to_csr().T.astype(dtype))  # (n_in, n_out): row j lists neuron j's targets
+    def __init__(self, op: Sparse, dtype: np.dtype, dense_above: float | None):
+        super().__init__(op, dtype, dense_above)
+        wt = sp.csr_array(op.to_csr().T.astype(dtype))  # (n_in, n_out): row j lists neuron j's targets
+        self.indptr, self.indices = wt.indptr.astype(np.int64), wt.indices.astype(np.int64)
+        self.data = np.ascontiguousarray(wt.data, dtype=dtype)
 
-    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
-        spikes = sp.csr_array((np.ones(cols.size, dtype=self.wt.dtype), cols, indptr),
-                              shape=(out.shape[0], self.wt.shape[0]))
-        out += (spikes @ self.wt).toarray()
+    def allocate(self, batch: int) -> dict[str, np.ndarray]:
+        return {"sums": np.zeros((batch, self.op.n_out), dtype=self.dtype)}
+
+    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
+        kernels.deliver_csr(parallel, starts, counts, flat, self.indptr, self.indices, self.data,
+                            self.buffer(out.shape[0])["sums"], out)
 
 
-class _ConvDelivery:
-    """Event scatter of a convolution kernel, without unrolling it.
+class _ConvDelivery(_Delivery):
+    """Event scatter of a convolution kernel, without unrolling it (or torch's conv2d when dense).
 
     For every input pixel a table lists the (kernel tap, output position)
     pairs it reaches. A spike at (b, c, pixel) adds the kernel slice
     ``W[:, c, tap]`` (length ``C_out``) at output ``(b, position)`` for each of
-    its pixel's pairs: one compiled axpy per (spike, tap) pair, into a
-    channel-last buffer that is then added to the target's input.
+    its pixel's pairs, into a channel-last buffer that is then added to the
+    target's input (:func:`evsnn.engines.kernels.deliver_conv`).
     """
 
-    def __init__(self, op: Conv2d, dtype: np.dtype, dense_above: float):
-        self.op, self.dense_above = op, dense_above
+    blas = True
+
+    def __init__(self, op: Conv2d, dtype: np.dtype, dense_above: float | None):
+        super().__init__(op, dtype, dense_above)
         c_out, c_in, kh, kw = op.weight.shape
         _, h, w = op.input_shape
         _, oh, ow = op.out_shape
         (ph, pw), (sh, sw) = op.padding, op.stride
         self.c_out, self.hw, self.ohw, self.taps = c_out, h * w, oh * ow, kh * kw
+        self.macs = op.n_out * c_in * kh * kw
         rows, cols = op.reach()
         # (pixel y, pixel x, ky, kx) of every pair, in that order; the output position follows from the tap
         y, x, ky, kx = np.nonzero(rows[:, None, :, None] & cols[None, :, None, :])
@@ -146,45 +183,40 @@ class _ConvDelivery:
         self.pos = (((y + ph - ky) // sh) * ow + (x + pw - kx) // sw).astype(np.int64)
         # kernel[(c, tap), o] = W[o, c, ky, kx]
         self.kernel = np.ascontiguousarray(op.weight.reshape(c_out, c_in * kh * kw).T, dtype=dtype)
+        self.weight = np.array(op.weight, dtype=dtype, order="C")  # a writable copy for torch's conv2d (dense steps)
 
-    def deliver(self, rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
+    def allocate(self, batch: int) -> dict[str, np.ndarray]:
+        return {"scatter": np.zeros((batch, self.ohw, self.c_out), dtype=self.dtype)}
+
+    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
         batch = out.shape[0]
-        if batch >= 8 and cols.size > self.dense_above * batch * self.op.n_in:
-            current = self._dense(rows, cols, batch)
+        if dense:
+            import torch
+            import torch.nn.functional as F
+
+            spikes = self.buffer_dense(batch)
+            kernels.fill_dense(parallel, starts, counts, flat, spikes)
+            current = F.conv2d(torch.from_numpy(spikes).view(batch, *self.op.input_shape), torch.from_numpy(self.weight),
+                               stride=self.op.stride, padding=self.op.padding)
+            out += current.numpy().reshape(batch, -1)
         else:
-            current = self._scatter(rows, cols, batch)
-        out += current.reshape(batch, self.ohw, self.c_out).transpose(0, 2, 1).reshape(batch, -1)
+            kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
+                                 self.tap, self.pos, self.kernel, self.buffer(batch)["scatter"], out)
 
-    def _dense(self, rows: np.ndarray, cols: np.ndarray, batch: int) -> np.ndarray:
-        """Many spikes: im2col of the dense spike array, then one BLAS product (channel-last result)."""
-        c, h, w = self.op.input_shape
-        (ph, pw), (sh, sw) = self.op.padding, self.op.stride
-        kh, kw = self.op.weight.shape[2:]
-        spikes = np.zeros((batch, c, h + 2 * ph, w + 2 * pw), dtype=self.kernel.dtype)
-        channel, pixel = np.divmod(cols, self.hw)
-        spikes[rows, channel, pixel // w + ph, pixel % w + pw] = 1
-        windows = np.lib.stride_tricks.sliding_window_view(spikes, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch * self.ohw, -1)  # rows (b, y, x)
-        return patches @ self.kernel
-
-    def _scatter(self, rows: np.ndarray, cols: np.ndarray, batch: int) -> np.ndarray:
-        """Few spikes: one axpy of a kernel slice per (spike, tap) pair (channel-last result)."""
-        current = np.zeros((batch * self.ohw, self.c_out), dtype=self.kernel.dtype)
-        channel, pixel = np.divmod(cols, self.hw)
-        spike, entry = _expand(self.start[pixel], self.length[pixel])
-        dst = rows[spike] * self.ohw + self.pos[entry]
-        src = channel[spike] * self.taps + self.tap[entry]
-        coo_accumulate(dst, src, np.ones(entry.size, dtype=self.kernel.dtype), self.kernel, current)
-        return current
+    def buffer_dense(self, batch: int) -> np.ndarray:
+        buf = self.buffer(batch)
+        if "spikes" not in buf:
+            buf["spikes"] = np.zeros((batch, self.op.n_in), dtype=self.dtype)
+        return buf["spikes"]
 
 
-def _delivery(pr: Projection, dtype: np.dtype, dense_above: float):
+def _delivery(pr: Projection, dtype: np.dtype, dense_above: float | None) -> _Delivery:
     op = pr.op
     if isinstance(op, Dense):
         return _DenseDelivery(op, dtype, dense_above)
     if isinstance(op, Conv2d):
         return _ConvDelivery(op, dtype, dense_above)
-    return _SparseDelivery(op, dtype)
+    return _SparseDelivery(op, dtype, dense_above)
 
 
 class EventEngine(Engine):
@@ -195,19 +227,21 @@ class EventEngine(Engine):
     model : SpikingModel
     dtype : {"float32", "float64"}, default="float32"
         Precision of potentials and weights.
-    dense_above : float, default=0.1
+    dense_above : float, optional
         Spike density (fraction of batch x neurons) above which dense and
-        conv2d projections use a BLAS product instead of the event loop, at
-        batch >= 8. ``1.0`` disables it.
+        conv2d projections use torch's matmul / conv2d instead of the event
+        kernels, at batch >= 8; ``1.0`` disables it. Default: each
+        projection's measured crossover (:func:`blas_cost_ratio`).
     """
 
     name = "event"
 
-    def __init__(self, model: SpikingModel, *, dtype: str = "float32", dense_above: float = 0.1):
+    def __init__(self, model: SpikingModel, *, dtype: str = "float32", dense_above: float | None = None):
         super().__init__(model, dtype=dtype)
-        self.dense_above = float(dense_above)
+        self.dense_above = None if dense_above is None else float(dense_above)
         self.params = [NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt,
                                                     kinds=EVENT_KINDS) for p in model.populations]
+        self.tables = [_param_table(p, n, self.dtype) for p, n in zip(self.params, (q.size for q in model.populations))]
         self.index = {p.name: i for i, p in enumerate(model.populations)}
         self.check_tables()
         self.deliveries = {pr.name: _delivery(pr, self.dtype, self.dense_above) for pr in model.projections}
@@ -229,7 +263,7 @@ class EventEngine(Engine):
 
     def table_bytes(self) -> int:
         size = self.dtype.itemsize
-        total = 0
+        total = sum(len(kernels.PARAM_ROWS) * p.size * size for p in self.model.populations)  # the fused steps' tables
         for pr in self.model.projections:
             op = pr.op
             total += 16 * op.n_in  # the operator's fan-out (non-zero and nominal)
@@ -241,36 +275,26 @@ class EventEngine(Engine):
                 rows, cols = op.reach()
                 c_out, c_in, kh, kw = op.weight.shape
                 pairs = int(rows.sum()) * int(cols.sum())
-                # the (pixel, tap) mask, its nonzero() and the tap / position / pixel tables; the kernel copy
-                total += rows.shape[0] * cols.shape[0] * kh * kw + 7 * 8 * pairs + c_out * c_in * kh * kw * size
+                # the (pixel, tap) mask, its nonzero() and the tap / position / pixel tables; two kernel copies
+                total += rows.shape[0] * cols.shape[0] * kh * kw + 7 * 8 * pairs + 2 * c_out * c_in * kh * kw * size
         return total
 
     def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
         size = self.dtype.itemsize
         total = 0
         for p in self.model.populations:
-            # potentials and the temporaries of a step, the ring buffer, spike indices
-            total += batch * p.size * (4 * size + 1 + 16) + self.ring_length * batch * p.size * size
+            # potential, synaptic current, held input, spike indices; the ring buffer
+            total += batch * p.size * (3 * size + 8) + self.ring_length * batch * p.size * size
         for pr in self.model.projections:
             op = pr.op
             if pr.source == INPUT and not spiking:  # the projected current, held for the run
                 total += batch * (op.n_in + 2 * op.n_out) * size
-                continue
-            if isinstance(op, Conv2d):
-                c_out, c_in, kh, kw = op.weight.shape
-                _, h, w = op.input_shape
-                (ph, pw) = op.padding
-                ohw = op.n_out // c_out
-                rows, cols = op.reach()
-                pairs = int(rows.sum()) * int(cols.sum()) * c_in  # (spike, tap) pairs if every neuron spikes
-                share = self.dense_above if batch >= 8 else 1.0
-                total += max(  # dense path (padded spikes, im2col patches, result and its transposes) or scatter
-                    batch * (c_in * (h + 2 * ph) * (w + 2 * pw) + ohw * c_in * kh * kw + 3 * op.n_out) * size,
-                    int(share * batch * pairs) * 5 * 8 + 3 * batch * op.n_out * size)
-            elif isinstance(op, Dense):
+            elif isinstance(op, Conv2d):  # scatter buffer; dense steps: the spike array and torch's result
                 total += batch * (op.n_in + 2 * op.n_out) * size
-            else:
-                total += batch * op.n_in * (size + 8) + batch * op.n_out * (2 * size + 8)
+            elif isinstance(op, Dense):  # dense steps: the spike array and the product
+                total += batch * (op.n_in + op.n_out) * size
+            else:  # the row sums
+                total += batch * op.n_out * size
         return total
 
     def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
@@ -278,18 +302,29 @@ class EventEngine(Engine):
         batch, steps = stop - start, encoded.steps
         pops = model.populations
         sizes = [p.size for p in pops]
+        parallel = self.threads > 1 and batch > 1
+        if parallel:
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         out = BatchOutput.empty(model, encoded, batch, record)
         states = [initial_state(p, batch, n, dtype) for p, n in zip(self.params, sizes)]
         ring = [np.zeros((self.ring_length, batch, n), dtype=dtype) for n in sizes]
-        held_input = [np.zeros((batch, n), dtype=dtype) if p.ode else None for p, n in zip(self.params, sizes)]
         pending = np.zeros((len(pops), self.ring_length), dtype=bool)
         may_fire = [bool((st.v >= p.threshold).any()) for st, p in zip(states, self.params)]
+        # the fused step's outputs, one set per population: spike indices per row, their count, any v >= threshold
+        idx = [np.zeros((batch, n), dtype=np.int64) for n in sizes]
+        counts = [np.zeros(batch, dtype=np.int64) for _ in sizes]
+        at_threshold = [np.zeros(batch, dtype=bool) for _ in sizes]
+        starts = [np.arange(batch, dtype=np.int64) * n for n in sizes]
+        limits = {name: d.dense_limit(batch) for name, d in self.deliveries.items()}
 
         analog: list[list[tuple[int, np.ndarray]]] = [[] for _ in pops]  # (delay, current) per population
         analog_targets = set() if encoded.is_spiking else {pr.target for pr in self.outgoing[INPUT]}
         skippable = [quiet and p.name not in analog_targets for quiet, p in zip(self.quiet_without_input, pops)]
         if encoded.is_spiking:
             in_spikes = encoded.spikes(start, stop)
+            in_indptr = in_spikes.indptr.astype(np.int64)
+            in_counts = np.diff(in_indptr)
+            in_flat = in_spikes.indices.astype(np.int64)
         else:
             x = encoded.current(start, stop)
             for pr in self.outgoing[INPUT]:
@@ -299,34 +334,37 @@ class EventEngine(Engine):
                 macs = (x != 0) @ pr.op.fan_out()[0]  # per sample, the same every step
                 out.input_macs[pr.name][:] = macs[:, None]
 
-        def emit(source: str, rows: np.ndarray, cols: np.ndarray, t: int) -> None:
-            if rows.size == 0:
-                return
-            indptr = np.zeros(batch + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rows, minlength=batch), out=indptr[1:])
+        # the ODE form holds analog input and bias over the step, in a buffer of its own
+        held_input = [np.zeros((batch, n), dtype=dtype) if p.ode and (analog[i] or self.bias[i] is not None) else None
+                      for i, (p, n) in enumerate(zip(self.params, sizes))]
+        membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
+        flags = [step_flags(p, held is not None, not m) for p, held, m in zip(self.params, held_input, membrane)]
+
+        def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
             for pr in self.outgoing[source]:
                 j = self.index[pr.target]
                 slot = (t + pr.delay) % self.ring_length
-                self.deliveries[pr.name].deliver(rows, cols, indptr, ring[j][slot])
+                self.deliveries[pr.name].deliver(parallel, first, count, flat, total > limits[pr.name],
+                                                 ring[j][slot])
                 pending[j, slot] = True
                 synapses, connections = pr.op.fan_out()
-                out.sops[pr.name][:, t] = np.bincount(rows, weights=synapses[cols], minlength=batch)
-                out.sops_nominal[pr.name][:, t] = np.bincount(rows, weights=connections[cols], minlength=batch)
+                kernels.count_sops(first, count, flat, synapses, connections,
+                                   out.sops[pr.name][:, t], out.sops_nominal[pr.name][:, t])
 
         for t in range(steps):
             slot = t % self.ring_length
             if encoded.is_spiking:
-                lo, hi = in_spikes.indptr[t * batch], in_spikes.indptr[(t + 1) * batch]
-                counts = np.diff(in_spikes.indptr[t * batch:(t + 1) * batch + 1])
-                emit(INPUT, np.repeat(np.arange(batch), counts), in_spikes.indices[lo:hi].astype(np.int64), t)
+                lo, hi = t * batch, (t + 1) * batch
+                total = int(in_indptr[hi] - in_indptr[lo])
+                if total:
+                    emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
             for i, pop in enumerate(pops):
                 if skippable[i] and not pending[i, slot] and not may_fire[i]:
                     continue  # IF, no bias, no input, all below threshold: nothing can happen
                 current = ring[i][slot]
                 # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
-                held = None
-                if self.params[i].ode and (analog[i] or self.bias[i] is not None):
-                    held = held_input[i]
+                held = held_input[i]
+                if held is not None:
                     held[...] = 0
                 into = current if held is None else held
                 for delay, analog_current in analog[i]:
@@ -334,23 +372,44 @@ class EventEngine(Engine):
                         into += analog_current
                 if self.bias[i] is not None:
                     into += self.bias[i]
-                if self.membrane and i == self.output_index:
-                    states[i] = integrate(states[i], current, self.params[i], held)
-                    out.output[:, t] = states[i].v
+                state = states[i]
+                total, above = kernels.neuron_step(parallel, state.v, state.v if state.i is None else state.i, current,
+                                                   state.v if held is None else held, self.tables[i], flags[i],
+                                                   idx[i], counts[i], at_threshold[i])
+                if membrane[i]:
+                    out.output[:, t] = state.v
                 else:
-                    spiked, states[i] = neuron_step(states[i], current, self.params[i], held)
-                    rows, cols = np.nonzero(spiked)
-                    out.spike_counts[pop.name][:, t] = np.bincount(rows, minlength=batch)
+                    out.spike_counts[pop.name][:, t] = counts[i]
+                    flat = idx[i].reshape(-1)
                     if i == self.output_index:
-                        out.output[:, t] = spiked
+                        kernels.mark_output(starts[i], counts[i], flat, out.output, t)
                     if pop.name in out.rasters:
+                        rows = np.repeat(np.arange(batch), counts[i])
+                        cols = idx[i][np.arange(sizes[i]) < counts[i][:, None]]
                         out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
-                    emit(pop.name, rows, cols, t)
+                    if total:
+                        emit(pop.name, starts[i], counts[i], flat, total, t)
                     if skippable[i]:
-                        may_fire[i] = bool((states[i].v >= self.params[i].threshold).any())
-                current[...] = 0
+                        may_fire[i] = above
                 pending[i, slot] = False
         return out
+
+def step_flags(p: NeuronParams, held: bool, emit: bool) -> np.ndarray:
+    """The :data:`evsnn.engines.kernels.FLAG_ROWS` of a population (``held``: it reads held input; ``emit``: it
+    spikes, not a membrane read-out)."""
+    mode = (kernels.MODE_THRESHOLD if p.kind == "threshold" else kernels.MODE_DISCRETE if not p.ode
+            else kernels.MODE_ODE_CUBA if p.alpha is not None else kernels.MODE_ODE)
+    return np.array([mode, p.leak is not None, held, p.strict, p.reset == "zero", emit], dtype=np.int64)
+
+
+def _param_table(p: NeuronParams, n: int, dtype: np.dtype) -> np.ndarray:
+    """The :data:`evsnn.engines.kernels.PARAM_ROWS` of ``p``, one column per neuron (0 where a value is None)."""
+    table = np.zeros((len(kernels.PARAM_ROWS), n), dtype=dtype)
+    for row, name in enumerate(kernels.PARAM_ROWS):
+        value = getattr(p, name)
+        if value is not None:
+            table[row] = value
+    return table
 
 
 register_engine("event", EventEngine)

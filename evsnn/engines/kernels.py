@@ -1,0 +1,279 @@
+"""Compiled (numba) loops of the event engine: delivery of spikes and the fused neuron step.
+
+Spikes of one step are held per batch row: row ``b``'s source neurons are
+``flat[starts[b] : starts[b] + counts[b]]``, ascending (a population's own
+buffer, ``starts[b] = b * n``, or the encoder's CSR). Every kernel works row
+by row and a row never reads another row's data, so splitting the rows over
+threads (``prange``) cannot change a single bit: each kernel comes as a serial
+wrapper and a parallel one over the same row function.
+
+The summation order of each target is the one of the scipy loops these
+kernels replace (docs/design.md, "Engines"): spikes in ascending source
+order, added one by one (dense rows: straight into the target's input; conv
+scatter and CSR: into a zeroed buffer that is then added), so float64 runs
+are bit-identical to them. Compiled with ``cache=True`` (the first import
+compiles, later ones load from ``__pycache__``) and ``nogil=True``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "mark_output",
+           "neuron_step", "PARAM_ROWS", "FLAG_ROWS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA", "MODE_THRESHOLD"]
+
+_jit = dict(cache=True, nogil=True)
+
+# --- delivery ------------------------------------------------------------------------------------------------------
+
+
+@njit(**_jit)
+def _dense_row(b, starts, counts, flat, wt, out):
+    """``out[b] += wt[j]`` for each spike ``j`` of row ``b``, in order (scipy's csr_matvecs order)."""
+    n_out = wt.shape[1]
+    s = starts[b]
+    for k in range(s, s + counts[b]):
+        j = flat[k]
+        for i in range(n_out):
+            out[b, i] += wt[j, i]
+
+
+@njit(**_jit)
+def _deliver_dense_serial(starts, counts, flat, wt, out):
+    for b in range(out.shape[0]):
+        _dense_row(b, starts, counts, flat, wt, out)
+
+
+@njit(parallel=True, **_jit)
+def _deliver_dense_parallel(starts, counts, flat, wt, out):
+    for b in prange(out.shape[0]):
+        _dense_row(b, starts, counts, flat, wt, out)
+
+
+@njit(**_jit)
+def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
+    """Kernel scatter of row ``b``: one slice ``kernel[(c, tap)]`` per (spike, tap) pair into ``buf[b]``
+    (channel-last, zeroed first), then ``buf[b]`` added to ``out[b]`` (channel-first)."""
+    if counts[b] == 0:
+        return
+    ohw, c_out = buf.shape[1], buf.shape[2]
+    rb = buf[b]
+    rb[:, :] = 0
+    s = starts[b]
+    for k in range(s, s + counts[b]):
+        col = flat[k]
+        c = col // hw
+        pixel = col - c * hw
+        for e in range(start[pixel], start[pixel] + length[pixel]):
+            q = pos[e]
+            src = c * taps + tap[e]
+            for o in range(c_out):
+                rb[q, o] += kernel[src, o]
+    for o in range(c_out):
+        base = o * ohw
+        for q in range(ohw):
+            out[b, base + q] += rb[q, o]
+
+
+@njit(**_jit)
+def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
+    for b in range(out.shape[0]):
+        _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+
+
+@njit(parallel=True, **_jit)
+def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
+    for b in prange(out.shape[0]):
+        _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+
+
+@njit(**_jit)
+def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
+    """Row ``b`` of ``S @ W.T`` with ``W.T`` in CSR, summed in ``buf[b]`` (zeroed first), then added to ``out[b]``
+    (scipy's csr_matmat order)."""
+    if counts[b] == 0:
+        return
+    rb = buf[b]
+    rb[:] = 0
+    s = starts[b]
+    for k in range(s, s + counts[b]):
+        j = flat[k]
+        for e in range(indptr[j], indptr[j + 1]):
+            rb[indices[e]] += data[e]
+    for i in range(rb.shape[0]):
+        out[b, i] += rb[i]
+
+
+@njit(**_jit)
+def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out):
+    for b in range(out.shape[0]):
+        _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
+
+
+@njit(parallel=True, **_jit)
+def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out):
+    for b in prange(out.shape[0]):
+        _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
+
+
+@njit(**_jit)
+def _fill_row(b, starts, counts, flat, dense):
+    dense[b, :] = 0
+    s = starts[b]
+    for k in range(s, s + counts[b]):
+        dense[b, flat[k]] = 1
+
+
+@njit(**_jit)
+def _fill_dense_serial(starts, counts, flat, dense):
+    for b in range(dense.shape[0]):
+        _fill_row(b, starts, counts, flat, dense)
+
+
+@njit(parallel=True, **_jit)
+def _fill_dense_parallel(starts, counts, flat, dense):
+    for b in prange(dense.shape[0]):
+        _fill_row(b, starts, counts, flat, dense)
+
+
+def deliver_dense(parallel: bool, starts, counts, flat, wt, out) -> None:
+    """``out[b] += sum of wt[j]`` over row ``b``'s spikes ``j`` (``wt``: ``W.T``, shape ``(n_in, n_out)``)."""
+    (_deliver_dense_parallel if parallel else _deliver_dense_serial)(starts, counts, flat, wt, out)
+
+
+def deliver_conv(parallel: bool, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out) -> None:
+    """Event scatter of a convolution kernel (the tables of :class:`evsnn.engines.event._ConvDelivery`)."""
+    (_deliver_conv_parallel if parallel else _deliver_conv_serial)(
+        starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+
+
+def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf, out) -> None:
+    """``out[b] += S[b] @ W.T`` with ``W.T`` in CSR (``indptr``, ``indices``, ``data``), row ``j``: neuron j's targets."""
+    (_deliver_csr_parallel if parallel else _deliver_csr_serial)(starts, counts, flat, indptr, indices, data, buf, out)
+
+
+def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
+    """``dense`` (batch, n_in): 1 where a spike is, else 0 (the input of a BLAS delivery)."""
+    (_fill_dense_parallel if parallel else _fill_dense_serial)(starts, counts, flat, dense)
+
+
+# --- counts and records (from the spikes only) -------------------------------------------------------------------
+
+
+@njit(**_jit)
+def count_sops(starts, counts, flat, synapses, connections, sops, nominal):
+    """Per row: the sum of ``synapses[j]`` (``connections[j]``) over its spikes ``j`` -- the SOP rule of
+    :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
+    for b in range(counts.shape[0]):
+        s_syn = 0
+        s_con = 0
+        s = starts[b]
+        for k in range(s, s + counts[b]):
+            j = flat[k]
+            s_syn += synapses[j]
+            s_con += connections[j]
+        sops[b] = s_syn
+        nominal[b] = s_con
+
+
+@njit(**_jit)
+def mark_output(starts, counts, flat, output, t):
+    """``output[b, t, j] = 1`` for every spike ``j`` of row ``b`` (the output population's record)."""
+    for b in range(counts.shape[0]):
+        s = starts[b]
+        for k in range(s, s + counts[b]):
+            output[b, t, flat[k]] = 1
+
+
+# --- the fused neuron step ---------------------------------------------------------------------------------------
+
+#: Rows of the per-neuron parameter table (from :class:`~evsnn.engines.neurons.NeuronParams`).
+PARAM_ROWS = ("beta", "threshold", "v_reset", "leak", "spike_gain", "analog_gain", "alpha", "syn_spike_gain",
+              "syn_analog_gain", "syn_to_v")
+_BETA, _THETA, _VRESET, _LEAK, _GS, _GA, _ALPHA, _HS, _HA, _CVI = range(len(PARAM_ROWS))
+#: How a population integrates: the discrete form, the ODE form (without / with a synaptic current), threshold units.
+MODE_DISCRETE, MODE_ODE, MODE_ODE_CUBA, MODE_THRESHOLD = range(4)
+
+
+#: The flags of a population's step (an int64 array, one call argument): its mode, whether it has a leak term,
+#: reads held input, thresholds strictly, resets to v_reset, and emits spikes (not a membrane read-out).
+FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit")
+
+
+@njit(**_jit)
+def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold):
+    """One row of :func:`evsnn.engines.neurons.neuron_step` (``emit``) or ``integrate`` (not ``emit``), the same
+    operations in the same order; spike indices go to ``idx[b, :counts[b]]``, and ``current[b]`` is zeroed."""
+    mode, has_leak, use_held, strict, reset_zero, emit = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+    n = v.shape[1]
+    m = 0
+    above = False
+    for i in range(n):
+        cur = current[b, i]
+        current[b, i] = 0
+        if mode == MODE_THRESHOLD:
+            x = cur
+        elif mode == MODE_DISCRETE:
+            x = p[_BETA, i] * v[b, i] + cur
+            if has_leak:
+                x = x + p[_LEAK, i]
+        else:
+            x = p[_BETA, i] * v[b, i]
+            if has_leak:
+                x = x + p[_LEAK, i]
+            if mode == MODE_ODE_CUBA:
+                x = x + p[_CVI, i] * syn[b, i]
+                y = p[_ALPHA, i] * syn[b, i] + p[_HS, i] * cur
+                if use_held:
+                    a = held[b, i]
+                    x = x + p[_GA, i] * a
+                    y = y + p[_HA, i] * a
+                syn[b, i] = y
+            else:
+                if use_held:
+                    x = x + p[_GA, i] * held[b, i]
+                x = x + p[_GS, i] * cur
+        if emit:
+            theta = p[_THETA, i]
+            fired = x > theta if strict else x >= theta
+            if fired:
+                x = p[_VRESET, i] if reset_zero else x - theta
+                idx[b, m] = i
+                m += 1
+        if x >= p[_THETA, i]:
+            above = True
+        v[b, i] = x
+    counts[b] = m
+    at_threshold[b] = above
+
+
+@njit(**_jit)
+def _neuron_serial(v, syn, current, held, p, flags, idx, counts, at_threshold):
+    total = 0
+    above = False
+    for b in range(v.shape[0]):
+        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold)
+        total += counts[b]
+        above |= at_threshold[b]
+    return total, above
+
+
+@njit(parallel=True, **_jit)
+def _neuron_parallel(v, syn, current, held, p, flags, idx, counts, at_threshold):
+    for b in prange(v.shape[0]):
+        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold)
+    return counts.sum(), at_threshold.any()
+
+
+def neuron_step(parallel: bool, v, syn, current, held, p, flags, idx, counts, at_threshold) -> tuple[int, bool]:
+    """Integrate, threshold, reset and emit one population in place (see :func:`_neuron_row`).
+
+    ``v``, ``syn`` (the synaptic current; a dummy for the other modes), ``current`` (the impulses, zeroed
+    here), ``held`` (the ODE form's held input; read when its flag is set): shape (batch, n). ``p``: the
+    :data:`PARAM_ROWS` table, shape (10, n); ``flags``: :data:`FLAG_ROWS`. Writes ``idx``, ``counts`` and
+    ``at_threshold`` (any ``v >= threshold`` after the step, per row); returns the number of spikes and
+    whether any potential is at or above threshold.
+    """
+    return (_neuron_parallel if parallel else _neuron_serial)(v, syn, current, held, p, flags, idx, counts,
+                                                              at_threshold)

@@ -1,0 +1,180 @@
+"""The event engine's compiled kernels against their readable references.
+
+- the fused neuron step against :func:`evsnn.engines.neurons.neuron_step` / ``integrate`` (the one rule), bit for
+  bit, for every kind and form the event engine runs, scalar and per-neuron parameters, serial and parallel;
+- each delivery against scipy's loops it replaced (bit for bit: same summation order) and against the operator's
+  dense forward pass; the BLAS path against the event kernel (to rounding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from evsnn import Conv2d, Dense, NeuronSpec, Population, Sparse
+from evsnn.engines import kernels
+from evsnn.engines.event import EVENT_KINDS, _ConvDelivery, _delivery, _DenseDelivery, _param_table, _SparseDelivery, step_flags
+from evsnn.engines.neurons import NeuronParams, initial_state, integrate, neuron_step
+from evsnn.model import Projection
+
+N = 7
+
+SPECS = {
+    "if subtract": NeuronSpec("if", threshold=0.7),
+    "if zero strict": NeuronSpec("if", threshold=0.6, reset="zero", v_reset=-0.2, strict_threshold=True),
+    "lif per-neuron": NeuronSpec("lif", beta=np.linspace(0.5, 1.0, N), threshold=np.linspace(0.4, 1.0, N),
+                                 v_leak=0.3, v_init_fraction=0.5),
+    "threshold": NeuronSpec("threshold", threshold=0.5),
+    "ode if": NeuronSpec("if", r=2.0, threshold=0.8),
+    "ode lif": NeuronSpec("lif", tau_mem=np.linspace(0.005, 0.02, N), r=1.5, v_leak=0.2, threshold=0.9),
+    "ode cuba_lif": NeuronSpec("cuba_lif", tau_mem=0.01, tau_syn=np.linspace(0.002, 0.01, N), r=2.0, w_in=1.3,
+                               threshold=0.5, reset="zero"),
+    "ode li": NeuronSpec("li", tau_mem=0.01, r=2.0, v_leak=0.5),
+    "ode cuba_li": NeuronSpec("cuba_li", tau_mem=0.01, tau_syn=0.004, r=2.0, w_in=1.5),
+    "ode i": NeuronSpec("i", r=3.0),
+}
+
+
+def test_every_event_kind_is_covered():
+    assert {s.kind for s in SPECS.values()} == set(EVENT_KINDS)
+
+
+def fused(p: NeuronParams, state, current, held, emit: bool, parallel: bool):
+    """One fused step on copies; returns (spiked mask, v, i, current after, at_threshold)."""
+    v, syn, cur = state.v.copy(), None if state.i is None else state.i.copy(), current.copy()
+    batch, n = v.shape
+    idx, counts, at = np.full((batch, n), -1, np.int64), np.zeros(batch, np.int64), np.zeros(batch, bool)
+    flags = step_flags(p, held is not None, emit)
+    total, above = kernels.neuron_step(parallel, v, v if syn is None else syn, cur, cur if held is None else held,
+                                       _param_table(p, n, v.dtype), flags, idx, counts, at)
+    assert total == counts.sum() and above == at.any()
+    spiked = np.zeros((batch, n), bool)
+    for b in range(batch):
+        assert np.all(np.diff(idx[b, :counts[b]]) > 0), "spike indices must be ascending"
+        spiked[b, idx[b, :counts[b]]] = True
+    return spiked, v, syn, cur, at
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("with_held", [False, True])
+@pytest.mark.parametrize("name", list(SPECS))
+def test_fused_step_is_neuron_step_bit_for_bit(name, with_held, dtype, parallel):
+    spec = SPECS[name]
+    dtype = np.dtype(dtype)
+    pop = Population("p", (N,), spec)
+    p = NeuronParams.from_population(pop, dtype, engine="event", dt=1e-3)
+    if with_held and not p.ode:
+        pytest.skip("only the ODE form holds analog input")
+    rng = np.random.default_rng([list(SPECS).index(name), with_held])
+    batch = 5
+    state = initial_state(p, batch, N, dtype)
+    state = state._replace(v=(state.v + rng.normal(0, 0.5, state.v.shape)).astype(dtype),
+                           i=None if state.i is None else rng.normal(0, 0.5, state.i.shape).astype(dtype))
+    held = rng.normal(0, 0.5, (batch, N)).astype(dtype) if with_held else None
+    for step in range(6):  # several steps: the state carries over
+        current = rng.normal(0.3, 0.6, (batch, N)).astype(dtype)
+        stepped = neuron_step(state, current, p, held)
+        for emit, (want_spiked, want) in ((True, stepped),
+                                          (False, (np.zeros((batch, N), bool), integrate(state, current, p, held)))):
+            spiked, v, syn, cur, at = fused(p, state, current, held, emit, parallel)
+            np.testing.assert_array_equal(spiked, want_spiked)
+            assert v.dtype == want.v.dtype and np.array_equal(v.view(np.uint8), want.v.view(np.uint8)), name
+            if state.i is not None:
+                assert np.array_equal(syn.view(np.uint8), want.i.view(np.uint8))
+            assert not cur.any(), "the impulses are consumed"
+            np.testing.assert_array_equal(at, (want.v >= p.threshold).any(axis=1))
+        state = stepped[1]
+    assert step == 5
+
+
+def spikes_of(rng, batch: int, n: int, density: float):
+    mask = rng.random((batch, n)) < density
+    mask[0] = False  # a row without spikes
+    counts = mask.sum(axis=1).astype(np.int64)
+    return mask, (np.cumsum(counts) - counts).astype(np.int64), counts, np.nonzero(mask)[1].astype(np.int64)
+
+
+OPS = {
+    "dense": Dense(np.random.default_rng(1).normal(size=(9, 20))),
+    "conv": Conv2d(np.random.default_rng(2).normal(size=(4, 3, 3, 3)), input_shape=(3, 6, 5), stride=(2, 1),
+                   padding=1),
+    "conv folded": Conv2d(np.random.default_rng(3).normal(size=(2, 2, 4, 4)), input_shape=(2, 8, 8), stride=2),
+    "sparse": Sparse.from_matrix(sp.random(11, 20, density=0.3, random_state=4) * 3),
+}
+
+
+def scipy_reference(op, mask: np.ndarray, out: np.ndarray, dtype) -> np.ndarray:
+    """What the scipy loops computed: dense rows added one by one into ``out``; conv and CSR summed apart, then added."""
+    out = out.copy()
+    if isinstance(op, Dense):
+        wt = op.weight.T.astype(dtype)
+        for b in range(mask.shape[0]):
+            for j in np.nonzero(mask[b])[0]:
+                out[b] += wt[j]
+        return out
+    csr = sp.csr_array(op.to_csr().astype(dtype))  # (n_out, n_in)
+    for b in range(mask.shape[0]):
+        sums = np.zeros(op.n_out, dtype)
+        for j in np.nonzero(mask[b])[0]:
+            col = csr[:, [j]].tocoo()  # one entry per target (no duplicates in these operators)
+            for r, w in zip(col.row, col.data):
+                sums[r] += w
+        out[b] += sums
+    return out
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(OPS))
+def test_event_delivery_sums_in_the_reference_order(name, dtype, parallel):
+    op, dtype = OPS[name], np.dtype(dtype)
+    rng = np.random.default_rng(5)
+    mask, starts, counts, flat = spikes_of(rng, 6, op.n_in, 0.3)
+    start_values = rng.normal(size=(6, op.n_out)).astype(dtype)
+    out = start_values.copy()
+    delivery = _delivery(Projection("p", "a", "b", op), dtype, None)
+    delivery.deliver(parallel, starts, counts, flat, False, out)
+    assert np.array_equal(out, scipy_reference(op, mask, start_values, dtype))
+    forward = start_values + op.forward(mask.astype(np.float64)).astype(dtype)
+    np.testing.assert_allclose(out, forward, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("name", ["dense", "conv", "conv folded"])
+def test_blas_delivery_matches_the_event_kernel(name):
+    op = OPS[name]
+    rng = np.random.default_rng(6)
+    _, starts, counts, flat = spikes_of(rng, 9, op.n_in, 0.5)
+    cls = _DenseDelivery if isinstance(op, Dense) else _ConvDelivery
+    delivery = cls(op, np.dtype("float64"), None)
+    event, blas = np.ones((9, op.n_out)), np.ones((9, op.n_out))
+    delivery.deliver(False, starts, counts, flat, False, event)
+    delivery.deliver(False, starts, counts, flat, True, blas)
+    np.testing.assert_allclose(blas, event, rtol=0, atol=1e-12)
+
+
+def test_crossover_is_per_projection_and_dense_above_overrides_it():
+    dense, conv = OPS["dense"], OPS["conv"]
+    d = _DenseDelivery(dense, np.dtype("float32"), None)
+    c = _ConvDelivery(conv, np.dtype("float32"), None)
+    assert d.dense_limit(1) == np.inf  # at batch 1 the matmul never pays for a dense layer
+    assert d.dense_limit(64) < 64 * dense.n_in
+    # padding: the conv's dense MACs exceed its connections, which raises its crossover
+    assert c.dense_limit(64) / (64 * conv.n_in) > c.dense_limit(64) * conv.n_connections() / (64 * conv.n_in * c.macs)
+    assert _DenseDelivery(dense, np.dtype("float32"), 0.25).dense_limit(64) == 0.25 * 64 * dense.n_in
+    assert _DenseDelivery(dense, np.dtype("float32"), 0.25).dense_limit(4) == np.inf
+    assert _SparseDelivery(OPS["sparse"], np.dtype("float32"), 0.0).dense_limit(64) == np.inf
+
+
+def test_sop_count_is_the_fan_out_rule():
+    op = OPS["conv"]
+    rng = np.random.default_rng(7)
+    mask, starts, counts, flat = spikes_of(rng, 4, op.n_in, 0.4)
+    sops, nominal = np.zeros(4, np.int64), np.zeros(4, np.int64)
+    kernels.count_sops(starts, counts, flat, *op.fan_out(), sops, nominal)
+    synapses, connections = op.fan_out()
+    np.testing.assert_array_equal(sops, mask @ synapses)
+    np.testing.assert_array_equal(nominal, mask @ connections)
+
