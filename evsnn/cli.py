@@ -32,7 +32,8 @@ set EVSNN_DEBUG=1 to see the Python traceback of an unexpected error."""
 
 #: Library parameter names and the flags that set them, to translate library messages at the boundary.
 FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "max_rate": "--max-rate", "seed": "--seed",
-         "scale": "--scale", "encoding": "--encoding", "dtype": "--dtype", "x": "--data", "factors": "--convergence",
+         "threads": "--threads", "scale": "--scale", "encoding": "--encoding", "dtype": "--dtype", "x": "--data",
+         "factors": "--convergence",
          "propagation": "--propagation", "preset": "--preset", "epochs": "--epochs", "out": "--out",
          "leaks": "--leaks", "resets": "--resets", "methods": "--methods", "thresholds": "--thresholds",
          "alphas": "--alphas"}
@@ -105,6 +106,8 @@ def _add_run_settings(p: argparse.ArgumentParser, *, steps: int | None = None, d
         "--scale": dict(type=_number(float), default=None, help="input current scale (default: the model's)"),
         "--dtype": dict(choices=["float32", "float64"], default=dtype, help=f"precision (default: {dtype})"),
         "--batch-size": dict(type=_positive_int, default=64, help="samples simulated together (default: 64)"),
+        "--threads": dict(type=_positive_int, default=None, metavar="N",
+                          help="cores a batch is split over; BLAS and torch get as many (default: all cores)"),
         "--quiet": dict(action="store_true", help="no progress bar"),
         "--engine-option": dict(type=_engine_option, action="append", default=[], metavar="ENGINE.KEY=VALUE",
                                 help="an engine option, repeatable; VALUE is read as JSON if it parses, e.g. "
@@ -125,7 +128,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     for engine, key, value in args.engine_option:
         options.setdefault(engine, {})[key] = value
     settings = {"steps": args.steps, "encoding": args.encoding, "seed": args.seed, "max_rate": args.max_rate,
-                "scale": args.scale, "dtype": args.dtype, "batch_size": args.batch_size,
+                "scale": args.scale, "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads,
                 "progress": not args.quiet and not getattr(args, "json", False), "options": options}
     run_settings(f"evsnn {args.command}", settings)  # the library's checks, before any work
     return {k: v for k, v in settings.items() if v is not None}
@@ -568,7 +571,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     _output_path(args.out, "--out")
-    run_demo(out=args.out, epochs=args.epochs, seed=args.seed, steps=args.steps, progress=not args.quiet)
+    run_demo(out=args.out, epochs=args.epochs, seed=args.seed, steps=args.steps, threads=args.threads,
+             progress=not args.quiet)
     return 0
 
 
@@ -772,7 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="model.h5", help="where to save the converted model (default: model.h5)")
     demo.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the tuned "
                                                                          "recipe's)")
-    _add_run_settings(demo, steps=100, only=("--steps", "--seed", "--quiet"))
+    _add_run_settings(demo, steps=100, only=("--steps", "--seed", "--threads", "--quiet"))
     demo.set_defaults(func=_demo)
     return parser
 

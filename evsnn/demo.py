@@ -23,7 +23,7 @@ from .simulation import simulate
 from .training import RECIPE, accuracy, train_diehl
 
 def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0, progress: bool = True,
-             n_train: int = 8000, steps: int = 100) -> dict:
+             n_train: int = 8000, steps: int = 100, threads: int | None = None) -> dict:
     """Run the demo and print its report; return the numbers it printed.
 
     Parameters
@@ -41,6 +41,8 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
         (fewer makes a quick smoke test).
     steps : int
         Simulation steps of the spiking run.
+    threads : int, optional
+        Cores the simulations use (the ``threads`` run setting; default all).
 
     Raises
     ------
@@ -94,7 +96,7 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
 
     print(f"\nrunning the saved model on the event engine: {len(data.x_test)} evaluation images, "
           f"{steps} steps, {saved.input.encoding} input")
-    result = simulate(saved, data.x_test, steps=steps, progress=progress)
+    result = simulate(saved, data.x_test, steps=steps, threads=threads, progress=progress)
     summary = {"model": out, **result.summary(data.y_test)}
     print(format_summary(summary))
     print(f"\nANN accuracy {100 * ann_acc:.2f}%, SNN accuracy {100 * summary['accuracy']:.2f}% after {steps} steps, "
@@ -104,7 +106,8 @@ def run_demo(*, out: str = "model.h5", epochs: int | None = None, seed: int = 0,
 
     from .validation import validate  # the event engine checked against the Brian2 reference
 
-    check = validate(saved, data.x_test[:20], steps=steps, dtype="float64", progress=progress).comparisons[0]
+    check = validate(saved, data.x_test[:20], steps=steps, dtype="float64", threads=threads,
+                     progress=progress).comparisons[0]
     print(f"cross-validation, event engine vs Brian2 (float64, {check.samples} images, {steps} steps): "
           f"{100 * check.spike_agreement:.3f}% of spikes identical, {100 * check.prediction_agreement:.0f}% of "
           f"predictions (`evsnn validate {out} --against brian2 --steps {steps}`)")

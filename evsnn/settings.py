@@ -4,7 +4,7 @@
 :func:`~evsnn.sweep.sweep` and the CLI subcommands take the same settings under
 the same names: ``steps`` (required, no default), ``encoding``, ``seed``,
 ``max_rate``, ``scale`` (``None``: the model's :class:`~evsnn.InputSpec`),
-``dtype``, ``batch_size``, ``progress`` and ``options`` (engine options per
+``dtype``, ``batch_size``, ``threads``, ``progress`` and ``options`` (engine options per
 engine name, e.g. ``{"brian2": {"codegen": "numpy"}, "event": {"dense_above": 0.1}}``).
 Each function takes them as keyword arguments (``**settings``) and builds a
 :class:`RunSettings` with :func:`run_settings`, so that the names, the defaults,
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .threads import available_cores
 
 __all__ = ["RunSettings", "run_settings", "check_samples", "DTYPES", "ENCODINGS", "PROPAGATIONS"]
 
@@ -58,6 +59,10 @@ class RunSettings:
         Precision of the engines.
     batch_size : int, default=64
         Samples simulated together.
+    threads : int, optional
+        Cores a batch is split over (results do not depend on it); BLAS and
+        torch get as many (:func:`evsnn.threads.limit_threads`). Default: all
+        cores this process may use (:func:`evsnn.threads.available_cores`).
     progress : bool, default=False
         Show a progress bar.
     options : mapping of engine name -> mapping, optional
@@ -78,6 +83,7 @@ class RunSettings:
     scale: float | None = None
     dtype: str = "float32"
     batch_size: int = 64
+    threads: int | None = None
     progress: bool = False
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     where: InitVar[str] = "RunSettings"
@@ -107,12 +113,15 @@ class RunSettings:
             fail("dtype", "'float32' or 'float64'", self.dtype, "dtype='float64'")
         if not _is_int(self.batch_size) or self.batch_size < 1:
             fail("batch_size", "a positive integer", self.batch_size, "batch_size=64")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            fail("threads", "a positive integer", self.threads, "threads=2")
         if not isinstance(self.progress, (bool, np.bool_)):
             fail("progress", "True or False", self.progress, "progress=True")
         object.__setattr__(self, "steps", int(self.steps))
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "dtype", str(self.dtype))
         object.__setattr__(self, "batch_size", int(self.batch_size))
+        object.__setattr__(self, "threads", available_cores() if self.threads is None else int(self.threads))
         object.__setattr__(self, "progress", bool(self.progress))
         object.__setattr__(self, "options", _check_options(self.options, where))
 

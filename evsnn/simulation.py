@@ -14,6 +14,7 @@ from .engines import get_engine
 from .errors import InputError
 from .model import SpikingModel
 from .result import Raster, Result
+from .threads import limit_threads
 
 __all__ = ["simulate"]
 
@@ -45,9 +46,10 @@ def simulate(
         ``max_rate``, ``scale`` (default: the model's InputSpec), ``dtype``
         (default "float32"), ``batch_size`` (default 64; results do not depend
         on it, except for float32 rounding when the event engine switches to
-        dense BLAS), ``progress`` (a bar over samples) and ``options``:
+        dense BLAS), ``threads`` (cores a batch is split over, default all;
+        results do not depend on it), ``progress`` (a bar over samples) and ``options``:
         ``options[engine]`` is passed to the engine (e.g. ``{"event":
-        {"dense_above": 0.1}}``, or ``propagation``, ``codegen`` and ``dt`` for
+        {"dense_above": 1.0}}``, or ``propagation``, ``codegen`` and ``dt`` for
         ``"brian2"``); other engines' options are ignored.
 
     Returns
@@ -71,6 +73,7 @@ def simulate(
 
     start_setup = time.perf_counter()
     runner = get_engine(engine)(model, dtype=run.dtype, **run.engine_options(engine))
+    runner.threads = run.threads
     runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
     runner.prepare(encoded)
     setup_time = time.perf_counter() - start_setup
@@ -78,7 +81,8 @@ def simulate(
     start = time.perf_counter()
     parts = []
     n = encoded.n_samples
-    with tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not run.progress, leave=False) as bar:
+    with limit_threads(run.threads), \
+            tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not run.progress, leave=False) as bar:
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             parts.append(runner.run_batch(encoded, lo, hi, record))

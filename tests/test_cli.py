@@ -168,7 +168,7 @@ MODEL_FILES = ["{missing}", "{dir}", "{fifo}", "{empty}", "{pt}", "{garbage_pt}"
 SIM = [  # hostile run-settings and --data for run, report and validate (a valid model, --steps 5 unless bad)
     ["--steps", "0"], ["--steps", "-1"], ["--steps", "abc"], ["--steps", "1e3"], [],  # [] : --steps missing
     ["--steps", "5", "--batch-size", "0"], ["--steps", "5", "--seed", "-1"], ["--steps", "5", "--max-rate", "-5"],
-    ["--steps", "5", "--max-rate", "nan"], ["--steps", "5", "--scale", "inf"], ["--steps", "5", "--dtype", "float16"],
+    ["--steps", "5", "--threads", "0"], ["--steps", "5", "--max-rate", "nan"], ["--steps", "5", "--scale", "inf"], ["--steps", "5", "--dtype", "float16"],
     ["--steps", "5", "--encoding", "morse"], ["--steps", "5", "--samples", "0"],
     ["--steps", "5", "--data", "{bad_npy}"], ["--steps", "5", "--data", "{flat_npy}"],
     ["--steps", "5", "--data", "{missing}"], ["--steps", "5", "--data", "{dir}"], ["--steps", "5", "--data", "{fifo}"],
@@ -218,8 +218,9 @@ HOSTILE = (
                  ["--steps", "5", "--data", "{bad_npy}"], ["--steps", "5", "--data", "{fifo}"],
                  ["--steps", "5", "--calibration", "{missing}"], ["--steps", "5", "--engine-option", "x"],
                  ["--steps", "5", "--batch-size", "0"])]
+    + [["sweep", "{model}", "--steps", "5", "--threads", "0"]]
     + [["demo", *a] for a in (["--epochs", "0"], ["--epochs", "-1"], ["--steps", "0"], ["--steps", "abc"],
-                              ["--seed", "-2"], ["--out", "{nodir}/m.h5"], ["--out", "{dir}"])]
+                              ["--seed", "-2"], ["--threads", "0"], ["--out", "{nodir}/m.h5"], ["--out", "{dir}"])]
 )
 
 
@@ -405,8 +406,18 @@ def test_run_settings_reach_the_library_with_its_names(files, monkeypatch, capsy
     monkeypatch.setattr(evsnn.simulation, "simulate", spy)
     with pytest.raises(_ExpensiveWorkRan):
         main(["run", files["model"], "--steps", "7", "--encoding", "regular", "--seed", "3", "--max-rate", "250",
-              "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--samples", "4", "--quiet",
+              "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--threads", "3", "--samples", "4", "--quiet",
               "--engine-option", "event.dense_above=0.25", "--engine-option", "brian2.codegen=numpy"])
     assert seen == {"engine": "event", "steps": 7, "encoding": "regular", "seed": 3, "max_rate": 250.0, "scale": 0.5,
-                    "dtype": "float64", "batch_size": 5, "progress": False,
+                    "dtype": "float64", "batch_size": 5, "threads": 3, "progress": False,
                     "options": {"event": {"dense_above": 0.25}, "brian2": {"codegen": "numpy"}}, "n": 4}
+
+
+@pytest.mark.parametrize("command", ["run", "report", "validate", "sweep", "demo"])
+def test_every_simulating_subcommand_takes_threads(command):
+    from evsnn.cli import build_parser
+
+    extra = {"demo": [], "sweep": ["net.pt", "--out", "sweep"]}.get(command, ["model.h5"])
+    argv = [command, *extra, "--steps", "5", "--threads", "2"]
+    assert build_parser().parse_args(argv).threads == 2
+    assert build_parser().parse_args(argv[:-2]).threads is None  # unset: the library's default, all cores

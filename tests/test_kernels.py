@@ -178,3 +178,46 @@ def test_sop_count_is_the_fan_out_rule():
     np.testing.assert_array_equal(sops, mask @ synapses)
     np.testing.assert_array_equal(nominal, mask @ connections)
 
+
+def threads_models():
+    """A few models: Gaussian weights (conv, sparse skip, delays, recurrence, LIF, bias), the factories' MLP and
+    everything-model (SRM swapped for LIF, which the event engine runs)."""
+    from factories import make_everything, make_mlp
+    from test_event_engine import gaussian_model
+
+    everything = make_everything()
+    pops = list(everything.populations)
+    pops[2] = Population("out", (5,), NeuronSpec("lif", beta=0.9))
+    rng = np.random.default_rng(8)
+    return {"gaussian poisson": gaussian_model("poisson", "count"),
+            "gaussian current membrane": gaussian_model("current", "membrane"),
+            "everything": (everything.replace(populations=pops), rng.random((10, 2, 7, 7))),
+            "mlp": (make_mlp(), rng.random((10, 1, 28, 28)))}
+
+
+@pytest.mark.parametrize("dense_above", [None, 0.0])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_results_do_not_depend_on_threads(dtype, dense_above):
+    """threads=1, 2, 3: every record identical, bit for bit (the crossover's choices and forced BLAS steps too)."""
+    from evsnn.simulation import simulate
+    from test_event_engine import results_equal
+
+    for name, (model, x) in threads_models().items():
+        runs = [simulate(model, x, steps=15, dtype=dtype, record="all", batch_size=10, threads=n,
+                         options={"event": {"dense_above": dense_above}}) for n in (1, 2, 3)]
+        assert sum(int(c.sum()) for c in runs[0].spike_counts.values()) > 0, name
+        for other in runs[1:]:
+            results_equal(runs[0], other)
+            assert np.array_equal(runs[0].output.view(np.uint8), other.output.view(np.uint8)), name
+
+
+def test_threads_are_restored_after_a_run():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from evsnn.simulation import simulate
+
+    before = torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]
+    model, x = threads_models()["mlp"]
+    simulate(model, x, steps=3, threads=1)
+    assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before

@@ -1,5 +1,7 @@
 """The run settings and the sample check: one rule, the same names and messages in every public run function."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,8 @@ X = np.random.default_rng(0).random((3, 1, 28, 28))
     ({"steps": 5, "scale": float("nan")}, "scale must be a finite number, got nan"),
     ({"steps": 5, "dtype": "float16"}, "dtype must be 'float32' or 'float64', got 'float16'"),
     ({"steps": 5, "batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"steps": 5, "threads": 0}, "threads must be a positive integer, got 0"),
+    ({"steps": 5, "threads": 1.5}, r"threads must be a positive integer, got 1\.5"),
     ({"steps": 5, "progress": "yes"}, "progress must be True or False"),
     ({"steps": 5, "options": [("event", {})]}, "options must be a mapping engine name -> dict"),
     ({"steps": 5, "options": {"brain2": {}}}, r"options must be keyed by engine names \('brian2', 'event'\), got 'brain2'"),
@@ -39,6 +43,8 @@ def test_settings_are_normalised_and_read_only():
     s = RunSettings(steps=np.int64(5), max_rate=100, options={"Event": {"dense_above": 1.0}})
     assert (s.steps, s.max_rate, s.seed, s.dtype, s.batch_size, s.progress) == (5, 100.0, 0, "float32", 64, False)
     assert type(s.steps) is int and s.engine_options("event") == {"dense_above": 1.0} and s.engine_options("brian2") == {}
+    assert s.threads == len(os.sched_getaffinity(0))  # default: every core this process may use
+    assert RunSettings(steps=1, threads=np.int64(3)).threads == 3
     with pytest.raises(TypeError):
         s.options["event"]["dense_above"] = 0.0
 

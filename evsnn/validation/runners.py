@@ -116,7 +116,8 @@ def _run(sim: Simulator, model: SpikingModel, encoded: EncodedInput, *, propagat
         if is_brian2:
             opts.setdefault("propagation", propagation)
         result = simulate(run_model, encoded, engine=sim, dtype=settings.dtype, record="all",
-                          batch_size=settings.batch_size, progress=settings.progress, options={sim.lower(): opts})
+                          batch_size=settings.batch_size, threads=settings.threads, progress=settings.progress,
+                          options={sim.lower(): opts})
         return _from_result(label, result, steps, time.perf_counter() - start)
     if not callable(sim):
         raise InputError(f"validate: a simulator must be an engine name or a callable, got {sim!r}.")
