@@ -99,7 +99,7 @@ def weight_bytes(model: evsnn.SpikingModel) -> int:
 def time_event(model, enc, batch: int, repeats: int) -> tuple[float, evsnn.Result]:
     best, result = np.inf, None
     for _ in range(repeats):
-        result = evsnn.simulate(model, enc, batch_size=batch)
+        result = evsnn.simulate(model, enc, batch_size=batch, threads=1)
         best = min(best, result.wall_time)
     return best, result
 
