@@ -340,16 +340,18 @@ class EventEngine(Engine):
         membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
         flags = [step_flags(p, held is not None, not m) for p, held, m in zip(self.params, held_input, membrane)]
 
+        # per source: (delivery, target, delay, spike limit of its dense path, fan-out, SOP records) per projection
+        routes = {source: [(self.deliveries[pr.name], self.index[pr.target], pr.delay, limits[pr.name],
+                            *pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name]) for pr in projections]
+                  for source, projections in self.outgoing.items()}
+        spike_counts = [out.spike_counts[p.name] for p in pops]
+
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
-            for pr in self.outgoing[source]:
-                j = self.index[pr.target]
-                slot = (t + pr.delay) % self.ring_length
-                self.deliveries[pr.name].deliver(parallel, first, count, flat, total > limits[pr.name],
-                                                 ring[j][slot])
+            for delivery, j, delay, limit, synapses, connections, sops, nominal in routes[source]:
+                slot = (t + delay) % self.ring_length
+                delivery.deliver(parallel, first, count, flat, total > limit, ring[j][slot])
                 pending[j, slot] = True
-                synapses, connections = pr.op.fan_out()
-                kernels.count_sops(first, count, flat, synapses, connections,
-                                   out.sops[pr.name][:, t], out.sops_nominal[pr.name][:, t])
+                kernels.count_sops(first, count, flat, synapses, connections, sops, nominal, t)
 
         for t in range(steps):
             slot = t % self.ring_length
@@ -379,7 +381,7 @@ class EventEngine(Engine):
                 if membrane[i]:
                     out.output[:, t] = state.v
                 else:
-                    out.spike_counts[pop.name][:, t] = counts[i]
+                    spike_counts[i][:, t] = counts[i]
                     flat = idx[i].reshape(-1)
                     if i == self.output_index:
                         kernels.mark_output(starts[i], counts[i], flat, out.output, t)

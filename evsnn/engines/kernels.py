@@ -162,9 +162,9 @@ def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
 
 
 @njit(**_jit)
-def count_sops(starts, counts, flat, synapses, connections, sops, nominal):
-    """Per row: the sum of ``synapses[j]`` (``connections[j]``) over its spikes ``j`` -- the SOP rule of
-    :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
+def count_sops(starts, counts, flat, synapses, connections, sops, nominal, t):
+    """``sops[b, t]``: the sum of ``synapses[j]`` over row ``b``'s spikes ``j`` (``nominal``: of ``connections[j]``)
+    -- the SOP rule of :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
     for b in range(counts.shape[0]):
         s_syn = 0
         s_con = 0
@@ -173,8 +173,8 @@ def count_sops(starts, counts, flat, synapses, connections, sops, nominal):
             j = flat[k]
             s_syn += synapses[j]
             s_con += connections[j]
-        sops[b] = s_syn
-        nominal[b] = s_con
+        sops[b, t] = s_syn
+        nominal[b, t] = s_con
 
 
 @njit(**_jit)
