@@ -340,10 +340,10 @@ class EventEngine(Engine):
         membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
         flags = [step_flags(p, held is not None, not m) for p, held, m in zip(self.params, held_input, membrane)]
 
-        # per source: (delivery, target, delay, spike limit of its dense path, fan-out, SOP records) per projection
+        # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out, SOP records) per projection
         routes = {source: [(self.deliveries[pr.name], self.index[pr.target], pr.delay, limits[pr.name],
                             *pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name]) for pr in projections]
-                  for source, projections in self.outgoing.items()}
+                  for source, projections in self.outgoing.items() if source != INPUT or encoded.is_spiking}
         spike_counts = [out.spike_counts[p.name] for p in pops]
 
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
