@@ -5,7 +5,7 @@
 the same names: ``steps`` (required, no default), ``encoding``, ``seed``,
 ``max_rate``, ``scale`` (``None``: the model's :class:`~evsnn.InputSpec`),
 ``dtype``, ``batch_size``, ``threads``, ``progress`` and ``options`` (engine options per
-engine name, e.g. ``{"brian2": {"codegen": "numpy"}, "event": {"dense_above": 0.1}}``).
+engine name, e.g. ``{"brian2": {"codegen": "numpy"}, "event": {"dense_above": 1.0}}``).
 Each function takes them as keyword arguments (``**settings``) and builds a
 :class:`RunSettings` with :func:`run_settings`, so that the names, the defaults,
 the rules and the messages live here once. Sample arrays given to any of them,
