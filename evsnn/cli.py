@@ -757,8 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     conf = _subparser(sub, "conformance", "measure another framework's NIR import and export against NIR's ODEs "
                                           "(evsnn's event engine and Brian2) on reference graphs")
     conf.add_argument("--framework", required=True, metavar="NAME",
-                      help="the framework to check: snntorch, norse, sinabs, spikingjelly, or all (every installed "
-                           "one)")
+                      help="the framework to check: snntorch, norse, sinabs, spikingjelly, rockpool, or all "
+                           "(every installed one)")
     conf.add_argument("--dt", type=_positive, default=1e-3, metavar="SECONDS", help="the step (default: 1e-3)")
     conf.add_argument("--steps", type=_positive_int, default=50, help="steps per input (default: 50)")
     conf.add_argument("--seed", type=_count, default=0, help="seed of weights and inputs (default: 0)")
