@@ -27,9 +27,13 @@ engine's speed-up over it, with Brian2's per-sample time against its bare
 sample-step = a + b * SOPs per sample-step (b: ns per SOP; a: the fixed cost);
 the conv kernel scatter against the unrolled CSR; the engine's memory against
 the model's weight bytes; 1 vs 2 threads (where ``simulate`` takes
-``threads``); SpikingJelly's converted model of the same trained ANN (where
-SpikingJelly is installed); and, last, issue 14's targets next to the
-measured values (a table to read, not a pass/fail check).
+``threads``; numpy's BLAS pool is sized by ``--threads`` at import, so what
+scales there is evsnn's own threads and torch's pool); SpikingJelly's
+converted model of the same trained ANN (where SpikingJelly is installed: run
+the script in that environment with ``PYTHONPATH=<checkout>``); and, last,
+issue 14's targets next to the measured values (a table to read, not a
+pass/fail check). The load average is printed at the start and the end: on a
+shared machine, compare numbers only from quiet runs.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(_threads_from_argv(sys.argv))  # BLAS pools for numpy; must precede the numpy import
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import importlib.util  # noqa: E402
+import io  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -437,6 +443,7 @@ def thread_scaling(models, data, args, sizes) -> dict:
 def spikingjelly_comparison(nets: dict, data, args, sizes, threads) -> dict:
     """evsnn's event engine vs SpikingJelly's converter on the same trained ANN, analog input, same thread count."""
     n, steps = sizes["sj_samples"], sizes["sj_steps"]
+    torch.set_num_threads(threads)  # SpikingJelly's thread count, whatever the runs before left
     print(f"\nSpikingJelly ann2snn vs evsnn on the same trained ANN: {n} evaluation images x {steps} steps, analog "
           f"input, {threads} thread(s), both calibrated on the {len(data.x_train)} training images; evsnn at "
           f"batch 64 (event engine, its SOPs counted), SpikingJelly at batch 64 and 250 (dense torch)")
@@ -455,7 +462,8 @@ def spikingjelly_comparison(nets: dict, data, args, sizes, threads) -> dict:
         for norm, mode in (("data", "Max"), ("percentile", "99.9%")):
             model = evsnn.convert(net, input_shape=(1, 28, 28), norm=norm, calibration=data.x_train)
             result = evsnn.simulate(model, x, steps=steps, encoding="current", **event_settings(64, threads))
-            snn = sj.spikingjelly_convert(net, data.x_train, mode)
+            with contextlib.redirect_stderr(io.StringIO()):  # its calibration's progress bars
+                snn = sj.spikingjelly_convert(net, data.x_train, mode)
             t_sj = {}
             for batch in (64, 250):
                 start = time.perf_counter()
