@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import DependencyError, InputError
 
-__all__ = ["require_distributed", "check_client", "parse_scheduler", "scheduler_client", "total_threads"]
+__all__ = ["require_distributed", "check_client", "ship", "parse_scheduler", "scheduler_client", "total_threads"]
 
 #: Seconds to wait for a scheduler named by address before giving up.
 CONNECT_TIMEOUT = 10.0
@@ -47,6 +48,24 @@ def check_client(client: object, where: str) -> None:
     if client.status != "running":
         raise InputError(f"{where}: client must be connected to a scheduler, got a client whose status is "
                          f"{client.status!r}.")
+
+
+def ship(client: Any, value: Any) -> Any:
+    """A future of ``value`` on the cluster, for the tasks that take it: sent once, not once per task.
+
+    Not ``client.scatter``: scattered data lives only on the workers, and Dask's active memory manager keeps
+    one copy of data no task is waiting for yet, so a lost worker can take it with it and every task that
+    needs it fails ("lost dependencies"). ``value`` is sent with a task that returns it, once; the scheduler
+    keeps that task, so it is recomputed if the worker holding ``value`` is lost, and workers copy the result
+    from each other.
+    """
+    with warnings.catch_warnings():  # the large graph is one value, embedded once, as intended
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        return client.submit(_identity, value, pure=False)
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def total_threads(client: Any) -> int:
@@ -90,7 +109,7 @@ def scheduler_client(text: str) -> Iterator[Any]:
     distributed = require_distributed(f"--scheduler {text}")
     if kind == "local":
         with distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                      dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
             yield client
         return
     try:

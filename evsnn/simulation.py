@@ -51,13 +51,14 @@ def simulate(
         {"dense_above": 0.1}}``, or ``propagation``, ``codegen`` and ``dt`` for
         ``"brian2"``); other engines' options are ignored.
     client : distributed.Client, optional
-        Run on Dask: the model is scattered to every worker once, the samples are
+        Run on Dask: the model is sent to the cluster once, the samples are
         cut into shards of whole batches (about two per worker thread), one task
         each, and the shards' records are merged into a Result identical to a
         serial run's (docs/scaling.md). ``wall_time`` is then the seconds from the
         first shard submitted to the last one back (input and results shipped,
         each shard's engine set-up on its worker included), ``setup_time`` the
-        seconds spent shipping the model.
+        seconds until the model is held on the cluster (workers then copy it
+        from each other).
 
     Returns
     -------
@@ -145,16 +146,16 @@ def _run_shard(model: SpikingModel, encoded: EncodedInput, first: int, engine: s
 
 def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine: str, engine_kwargs: dict[str, Any],
                  batch_size: int, record: frozenset[str], *, progress: bool) -> tuple[list, dict, float, float]:
-    """:func:`_run_shard` on shards of whole batches, one task each, the model scattered to every worker once.
+    """:func:`_run_shard` on shards of whole batches, one task each, the model sent once (:func:`~evsnn.cluster.ship`).
 
     Shards start at multiples of ``batch_size``, so every batch is the one a serial run simulates and the
-    merged parts are identical to a serial run's. Returns ``(parts, engine settings, seconds to scatter the model,
+    merged parts are identical to a serial run's. Returns ``(parts, engine settings, seconds to ship the model,
     seconds from the first shard submitted to the last one back)``.
     """
-    from .cluster import check_client, total_threads
+    from .cluster import check_client, ship, total_threads
 
     check_client(client, "simulate")
-    from distributed import as_completed
+    from distributed import as_completed, wait
 
     n = encoded.n_samples
     memory.check_memory({"per-step records of all samples": 2 * memory.result_bytes(
@@ -165,7 +166,8 @@ def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine
     cuts = [min(n, batch_size * (batches * k // shards)) for k in range(shards + 1)]
 
     start = time.perf_counter()
-    shipped = client.scatter(model, broadcast=True, hash=False)  # the model once per worker, not per task
+    shipped = ship(client, model)  # once, not per task
+    wait(shipped)
     setup_time = time.perf_counter() - start
     start = time.perf_counter()
     futures = [client.submit(_run_shard, shipped, encoded.select(lo, hi), lo, engine, engine_kwargs, batch_size,

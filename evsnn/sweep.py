@@ -172,8 +172,8 @@ def sweep(
     describe : dict, optional
         Extra settings to record (and check on resume), e.g. the source network and image ranges.
     client : distributed.Client, optional
-        Run the configurations as Dask tasks (the model and inputs scattered to
-        every worker once). The log is written by this process only, as results
+        Run the configurations as Dask tasks (the model and inputs sent to the
+        cluster once). The log is written by this process only, as results
         arrive, so a lost worker costs only its running tasks, which are run
         again; the result is identical to a serial sweep's (docs/scaling.md).
     **settings
@@ -268,11 +268,11 @@ def _run_on_dask(client: Any, base: SpikingModel, cells: list[tuple], selections
     """The sweep's runs not yet in the log as Dask tasks; each record is logged here (never by a worker) as it
     arrives, and a cell's evaluation is submitted once its selection runs are all in.
 
-    The model and the encoded inputs are scattered to every worker once. A task that raises is retried
+    The model and the encoded inputs are sent once (:func:`evsnn.cluster.ship`). A task that raises is retried
     (:data:`RETRIES`); a task whose worker is lost is run again on another one by the scheduler. If a task still
     fails, the other tasks are cancelled and its error is raised; every run that finished is in the log.
     """
-    from .cluster import check_client
+    from .cluster import check_client, ship
 
     check_client(client, "sweep")
     from distributed import as_completed
@@ -281,7 +281,7 @@ def _run_on_dask(client: Any, base: SpikingModel, cells: list[tuple], selections
     for kind, pair in inputs.items():
         if pair is not None:
             data[kind], data[f"{kind} labels"] = pair
-    shipped = client.scatter(data, broadcast=True, hash=False)  # once per worker, not per task
+    shipped = {name: ship(client, value) for name, value in data.items()}  # once, not per task
     futures: dict[Any, tuple] = {}
 
     def submit(key: tuple):
