@@ -30,8 +30,8 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as c:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, distributed.Client(cluster) as c:
         yield c
 
 
@@ -87,7 +87,8 @@ def test_without_dask_a_client_says_how_to_install(monkeypatch):
 def test_import_evsnn_does_not_import_dask():
     code = ("import sys, evsnn; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')); "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------------
