@@ -6,7 +6,8 @@ Run from the repository root (after installing evsnn with its dask extra):
     python benchmarks/dask_scaling.py --quick      # fewer samples and runs, for a smoke test
 
 Every process computes on one thread (BLAS, OpenMP and torch limited to 1),
-so one worker is one core. Model: the Diehl MLP (784-1200-1200-10) of
+so one worker is one core; the workers are ``evsnn.cluster.local_cluster``'s
+(what ``--scheduler local:N`` starts). Model: the Diehl MLP (784-1200-1200-10) of
 ``evsnn demo``, trained on the bundled split, data-normalized on 1000
 training images. ``simulate``: the first ``--samples`` evaluation images,
 Poisson input, 100 steps, batch 64. ``sweep``: leak (1, 0.9) x subtract x
@@ -38,6 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import evsnn  # noqa: E402
+from evsnn.cluster import local_cluster  # noqa: E402
 from evsnn.equality import same  # noqa: E402
 from evsnn.io.datasets import mnist_split  # noqa: E402
 from evsnn.sweep import sweep  # noqa: E402
@@ -77,7 +79,7 @@ def main() -> None:
     if args.quick:
         args.epochs, args.samples, args.select, args.repeat = 1, 128, 32, 1
     torch.set_num_threads(1)
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     load_before = os.getloadavg()
     data = mnist_split()
@@ -96,8 +98,7 @@ def main() -> None:
         seconds["simulate", "serial"], reference = best_of(args.repeat, lambda: evsnn.simulate(model, x, **run))
         seconds["sweep", "serial"], table = best_of(args.repeat, lambda: sweep(model, log=next(logs), **sweep_args))
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
+            with local_cluster(workers) as cluster, Client(cluster) as client:
                 client.wait_for_workers(workers)
                 client.run(_warm)
                 seconds["simulate", workers], result = best_of(

@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import DependencyError, InputError
 
-__all__ = ["require_distributed", "check_client", "ship", "parse_scheduler", "scheduler_client", "total_threads"]
+__all__ = ["require_distributed", "check_client", "ship", "local_cluster", "parse_scheduler", "scheduler_client",
+           "total_threads"]
 
 #: Seconds to wait for a scheduler named by address before giving up.
 CONNECT_TIMEOUT = 10.0
@@ -73,6 +74,22 @@ def total_threads(client: Any) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
+def local_cluster(n_workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes, set up for evsnn.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's adaptive mmap
+    threshold, so every numpy temporary above 128 KiB is mapped and unmapped again: the event engine ran
+    ~1.5x slower in such a worker than in a plain process (docs/scaling.md, "Threads and memory"). These
+    workers start without it; the nanny still sets the BLAS and OpenMP pools to one thread.
+    """
+    import dask
+
+    distributed = require_distributed("local_cluster")
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=":0")
+
+
 def parse_scheduler(text: str) -> tuple[str, Any]:
     """``("local", N)`` for ``local[:N]`` (N default: the cores this process may use), or ``("address", text)``.
 
@@ -108,8 +125,7 @@ def scheduler_client(text: str) -> Iterator[Any]:
     kind, value = parse_scheduler(text)
     distributed = require_distributed(f"--scheduler {text}")
     if kind == "local":
-        with distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        with local_cluster(value) as cluster, distributed.Client(cluster) as client:
             yield client
         return
     try:

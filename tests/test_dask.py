@@ -21,6 +21,7 @@ from torch import nn
 import evsnn
 from evsnn import DependencyError, EngineError, InputError, NeuronSpec
 from evsnn.cli import main
+from evsnn.cluster import local_cluster
 from evsnn.equality import same
 from evsnn.sweep import sweep
 from factories import make_everything, make_mlp
@@ -30,8 +31,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    with cluster, distributed.Client(cluster) as c:
+    with local_cluster(2) as cluster, distributed.Client(cluster) as c:
         yield c
 
 
