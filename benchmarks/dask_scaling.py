@@ -16,10 +16,12 @@ training images and evaluated on as many evaluation images, 60 steps. Each
 Dask run is checked identical to the serial one (the Result's arrays; the
 sweep's table) before its time is printed.
 
-Printed: seconds per configuration (best of ``--repeat``), the speed-up of 2
-workers over 1 (the ratio asked for) and over the serial run, the cores and
-the load average before and after (on a shared machine the ratio is only as
-good as the cores that were free).
+Printed: seconds per configuration (best of ``--repeat``) with the cores it
+obtained (CPU seconds of the computing processes over wall seconds; the
+client's own work is not counted), the speed-up of 2 workers over 1 (the ratio
+asked for) and over the serial run, the machine's cores and the load average
+before and after (on a shared machine the ratio is only as good as the cores
+that were free).
 """
 
 from __future__ import annotations
@@ -58,13 +60,17 @@ def _warm() -> None:
     torch.set_num_threads(1)
 
 
-def best_of(repeat: int, fn):
-    """``(seconds of the fastest of ``repeat`` calls, what the last call returned)``."""
+def best_of(repeat: int, fn, cpu=time.process_time):
+    """``((wall seconds, CPU seconds) of the fastest of ``repeat`` calls, what the last call returned)``.
+
+    ``cpu()`` reads the CPU seconds of the processes that compute (this one, or the workers): CPU over wall is
+    how many cores the run got, which on a shared machine is what limits the ratio.
+    """
     times, out = [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu()
         out = fn()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, cpu() - start_cpu))
     return min(times), out
 
 
@@ -101,11 +107,12 @@ def main() -> None:
             with local_cluster(workers) as cluster, Client(cluster) as client:
                 client.wait_for_workers(workers)
                 client.run(_warm)
+                cpu = lambda: sum(client.run(time.process_time).values())  # noqa: E731 - the workers' CPU seconds
                 seconds["simulate", workers], result = best_of(
-                    args.repeat, lambda: evsnn.simulate(model, x, client=client, **run))
+                    args.repeat, lambda: evsnn.simulate(model, x, client=client, **run), cpu)
                 assert same(untimed(result), untimed(reference)), "simulate on Dask differs from the serial run"
                 seconds["sweep", workers], swept = best_of(
-                    args.repeat, lambda: sweep(model, log=next(logs), client=client, **sweep_args))
+                    args.repeat, lambda: sweep(model, log=next(logs), client=client, **sweep_args), cpu)
                 assert swept.table() == table.table() and swept.runs == table.runs, "the sweeps differ"
     load_after = os.getloadavg()
 
@@ -114,10 +121,12 @@ def main() -> None:
           f"best of {args.repeat}; dask {__import__('dask').__version__}, evsnn {evsnn.__version__}")
     print(f"simulate: {args.samples} samples x {run['steps']} steps, Poisson, batch {run['batch_size']}; "
           f"sweep: {runs} runs of {args.select} samples x 60 steps")
-    print(f"{'':<10} {'serial s':>9} {'1 worker s':>11} {'2 workers s':>12} {'2 vs 1 worker':>14} {'2 vs serial':>12}")
+    print("wall seconds (cores obtained: CPU seconds of the computing processes / wall seconds)")
+    print(f"{'':<10} {'serial':>14} {'1 worker':>14} {'2 workers':>14} {'2 vs 1 worker':>14} {'2 vs serial':>12}")
     for what in ("simulate", "sweep"):
-        s, one, two = (seconds[what, k] for k in ("serial", 1, 2))
-        print(f"{what:<10} {s:>9.2f} {one:>11.2f} {two:>12.2f} {one / two:>13.2f}x {s / two:>11.2f}x")
+        (s, s_cpu), (one, one_cpu), (two, two_cpu) = (seconds[what, k] for k in ("serial", 1, 2))
+        cells = "".join(f"{w:>8.2f} ({c / w:.2f})" for w, c in ((s, s_cpu), (one, one_cpu), (two, two_cpu)))
+        print(f"{what:<10} {cells} {one / two:>13.2f}x {s / two:>11.2f}x")
     print(f"cores: {os.cpu_count()}; load average (1, 5, 15 min) before {', '.join(f'{v:.2f}' for v in load_before)}, "
           f"after {', '.join(f'{v:.2f}' for v in load_after)}")
     print("identical: the Dask Results equal the serial one array for array, the sweeps' tables and runs are equal")

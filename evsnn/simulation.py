@@ -52,7 +52,7 @@ def simulate(
         ``"brian2"``); other engines' options are ignored.
     client : distributed.Client, optional
         Run on Dask: the model is sent to the cluster once, the samples are
-        cut into shards of whole batches (about two per worker thread), one task
+        cut into shards of whole batches (one per worker thread), one task
         each, and the shards' records are merged into a Result identical to a
         serial run's (docs/scaling.md). ``wall_time`` is then the seconds from the
         first shard submitted to the last one back (input and results shipped,
@@ -162,7 +162,7 @@ def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine
         model, n, encoded.steps, record, encoded.is_spiking)}, where="simulate",
         advice=f"The merged Result of {n} samples must fit in this process; simulate fewer samples at a time.")
     batches = -(-n // batch_size)
-    shards = min(batches, 2 * total_threads(client))  # two per worker thread: some slack for uneven workers
+    shards = min(batches, total_threads(client))  # one per worker thread, sizes within one batch of each other
     cuts = [min(n, batch_size * (batches * k // shards)) for k in range(shards + 1)]
 
     start = time.perf_counter()

@@ -50,7 +50,7 @@ def untimed(result: evsnn.Result) -> evsnn.Result:
 def test_simulate_on_dask_equals_a_serial_run(client, encoding):
     model = event_everything()
     rng = np.random.default_rng(5)
-    n = 23  # 6 batches of 4, the last one short, over 4 shards (two per worker)
+    n = 23  # 6 batches of 4, the last one short, over 2 shards (one per worker)
     if encoding == "spikes":
         x = evsnn.encode_spikes(model, rng.random((n, 15, 2, 7, 7)) < 0.2)
         settings = {}
