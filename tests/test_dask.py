@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,11 +20,14 @@ import torch
 from torch import nn
 
 import evsnn
+import evsnn.simulation
+import evsnn.sweep
 from evsnn import DependencyError, EngineError, InputError, NeuronSpec
 from evsnn.cli import main
 from evsnn.cluster import local_cluster
 from evsnn.equality import same
 from evsnn.sweep import sweep
+from evsnn.training import diehl_mlp
 from factories import make_everything, make_mlp
 
 distributed = pytest.importorskip("distributed")
@@ -200,3 +204,42 @@ def test_cli_bad_scheduler(mlp_file, capsys, monkeypatch, scheduler, match):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(match, err), err
 
+
+def test_cli_report_and_sweep_run_on_the_scheduler(client, mlp_file, tmp_path, capsys, monkeypatch):
+    """--scheduler reaches report and sweep: the same output as without it, computed on the cluster's workers."""
+    asked, on_dask = [], []
+
+    @contextlib.contextmanager
+    def the_module_cluster(text):  # the module's cluster instead of a new one: no second start-up
+        asked.append(text)
+        yield client
+
+    def counted(module):
+        original = module._run_on_dask
+
+        def run_on_dask(*args, **kwargs):
+            on_dask.append(module.__name__)
+            return original(*args, **kwargs)
+        return run_on_dask
+
+    for module in (evsnn.simulation, evsnn.sweep):
+        monkeypatch.setattr(module, "_run_on_dask", counted(module))
+    monkeypatch.setattr("evsnn.cluster.scheduler_client", the_module_cluster)
+    ckpt = tmp_path / "mlp.pt"
+    torch.save(diehl_mlp(seed=0).state_dict(), ckpt)
+    commands = {
+        "report": ["report", str(mlp_file), "--samples", "20", "--steps", "10", "--encoding", "poisson", "--json",
+                   "--quiet"],
+        "sweep": ["sweep", str(ckpt), "--arch", "evsnn.training:diehl_mlp", "--calibration", "0:50", "--select",
+                  "7000:7010", "--eval-samples", "5", "--steps", "5", "--leaks", "1,0.9", "--resets", "subtract",
+                  "--thresholds", "1", "--alphas", "1", "--quiet"],
+    }
+    for name, args in commands.items():
+        outputs = []
+        for k, extra in enumerate(([], ["--scheduler", "tcp://127.0.0.1:8786"])):
+            out = ["--out", str(tmp_path / f"{name}{k}")] if name == "sweep" else []
+            assert main([*args, *out, *extra]) == 0
+            text = capsys.readouterr().out
+            outputs.append(re.sub(r"(wall|setup)[^\n]*\n", "", text).replace(f"{name}{k}", ""))
+        assert outputs[0] == outputs[1], name
+    assert asked == ["tcp://127.0.0.1:8786"] * 2 and on_dask == ["evsnn.simulation", "evsnn.sweep"]
