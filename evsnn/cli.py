@@ -8,6 +8,7 @@ typed. A user's mistake is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -25,7 +26,8 @@ from .sweep import ALPHAS, LEAKS, METHODS, RESETS, THRESHOLDS
 EXIT_CODES = """exit status:
   0    success
   1    the work failed: an unreadable or damaged file, an engine error, a bug
-  2    bad arguments: a value out of range, a missing or unusable file or directory, data of the wrong shape
+  2    bad arguments: a value out of range, a missing or unusable file or directory, data of the wrong shape,
+       a --scheduler that is malformed or does not answer
   3    validate --strict: the engines did not agree spike for spike
   130  interrupted (Ctrl-C)
 set EVSNN_DEBUG=1 to see the Python traceback of an unexpected error."""
@@ -249,6 +251,14 @@ def _samples(args: argparse.Namespace, model, *, default: int, need_labels: bool
     return x, y, description
 
 
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    """``--scheduler``: run on Dask (docs/scaling.md)."""
+    p.add_argument("--scheduler", default=None, metavar="local[:N]|tcp://HOST:PORT",
+                   help="run on Dask: local starts N single-threaded worker processes on this machine (default N: "
+                        "its cores) and stops them at the end; tcp://HOST:PORT is a running scheduler (needs "
+                        'pip install "evsnn[dask]"; docs/scaling.md)')
+
+
 def _add_model(p: argparse.ArgumentParser) -> None:
     """The model argument: an evsnn HDF5 file, or a NIR file with the step to integrate it over."""
     p.add_argument("model", metavar="MODEL", help="an evsnn HDF5 file, or a .nir file (with --dt)")
@@ -296,11 +306,36 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(model, x, engine: str, settings: dict[str, Any]):
-    """``evsnn.simulate`` with the run settings of the flags (:func:`_run_settings`)."""
+def _check_scheduler(args: argparse.Namespace) -> None:
+    """``--scheduler`` is well formed and Dask is installed, before any work (the scheduler is reached later)."""
+    from .cluster import parse_scheduler, require_distributed
+
+    if args.scheduler is not None:
+        try:
+            parse_scheduler(args.scheduler)
+        except InputError as err:
+            raise _BadArgument(str(err)) from None
+        require_distributed(f"--scheduler {args.scheduler}")
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace):
+    """The Dask client of ``--scheduler`` (a local cluster is closed at the end), or None without it."""
+    from .cluster import scheduler_client
+
+    if args.scheduler is None:
+        yield None
+        return
+    with scheduler_client(args.scheduler) as client:
+        yield client
+
+
+def _simulate(model, x, engine: str, settings: dict[str, Any], args: argparse.Namespace):
+    """``evsnn.simulate`` with the run settings of the flags (:func:`_run_settings`), on ``--scheduler`` if given."""
     from .simulation import simulate
 
-    return simulate(model, x, engine=engine, **settings)
+    with _client(args) as client:
+        return simulate(model, x, engine=engine, client=client, **settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -308,9 +343,10 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_engines(args, ("--engine", args.engine))
     settings = _run_settings(args)
+    _check_scheduler(args)
     model = _load_model(args.model, dt=args.dt)
     x, y, data = _samples(args, model, default=2000)
-    result = _simulate(model, x, args.engine, settings)
+    result = _simulate(model, x, args.engine, settings, args)
     summary = {"model": args.model, "data": data, **result.summary(y)}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -325,6 +361,7 @@ def _report(args: argparse.Namespace) -> int:
 
     _check_engines(args, ("--engine", args.engine))
     settings = _run_settings(args)
+    _check_scheduler(args)
     presets = []
     for flag, name in (("--preset", args.preset), ("--ann-preset", args.ann_preset)):
         try:
@@ -338,7 +375,7 @@ def _report(args: argparse.Namespace) -> int:
         _output_path(args.csv, "--csv")
     model = _load_model(args.model, dt=args.dt)
     x, y, data = _samples(args, model, default=2000)
-    result = _simulate(model, x, args.engine, settings)
+    result = _simulate(model, x, args.engine, settings, args)
     report = energy_report(result, model, x=x, labels=y, preset=presets[0], ann_preset=presets[1],
                            sop_convention=args.sops, input_macs=args.input_macs, source=args.model, data=data)
     print(report.to_json() if args.json else report.format())
@@ -527,6 +564,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise _BadArgument(_shell(str(err))) from None
     _check_engines(args)
     kwargs = _run_settings(args)
+    _check_scheduler(args)
     out = Path(_output_dir(args.out, "--out"))
     if args.plot:
         _plotting()
@@ -553,10 +591,11 @@ def _sweep(args: argparse.Namespace) -> int:
     x_eval, y_eval = (x_eval[:n], y_eval[:n]) if n else (None, None)
     net = _network(args)
     base = convert(net, input_shape=shape, norm=args.norm, calibration=calibration)
-    result = sweep(base, x_select=x_select, y_select=y_select, calibration=calibration, x_eval=x_eval, y_eval=y_eval,
-                   log=out / "sweep.jsonl", **grid, **kwargs,
-                   describe={"checkpoint": os.path.basename(args.checkpoint), "arch": args.arch,
-                             "calibration": args.calibration, "select": args.select})
+    with _client(args) as client:
+        result = sweep(base, x_select=x_select, y_select=y_select, calibration=calibration, x_eval=x_eval,
+                       y_eval=y_eval, log=out / "sweep.jsonl", **grid, **kwargs, client=client,
+                       describe={"checkpoint": os.path.basename(args.checkpoint), "arch": args.arch,
+                                 "calibration": args.calibration, "select": args.select})
     (out / "sweep.csv").write_text(result.to_csv())
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=1))
     if args.plot:
@@ -671,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = _subparser(sub, "run", "simulate a saved model on the bundled MNIST evaluation images or your --data")
     _add_model_and_data(run, 2000)
     _add_run_settings(run)
+    _add_scheduler(run)
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     run.set_defaults(func=_run)
 
@@ -713,6 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
         sw.add_argument(f"--{name}", default=default, help=f"comma-separated {what} (default: {default})")
     sw.add_argument("--plot", action="store_true", help="also write sweep.png (needs matplotlib)")
     _add_run_settings(sw)
+    _add_scheduler(sw)
     sw.set_defaults(func=_sweep)
 
     report = _subparser(sub, "report", "simulate a saved model on the bundled MNIST evaluation images or your "
@@ -730,6 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--csv", default=None, help="write the per-step table here (CSV)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_run_settings(report)
+    _add_scheduler(report)
     report.set_defaults(func=_report)
 
     val = _subparser(sub, "validate", "cross-validate a saved model: an engine against the Brian2 reference, "
@@ -761,8 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     conf = _subparser(sub, "conformance", "measure another framework's NIR import and export against NIR's ODEs "
                                           "(evsnn's event engine and Brian2) on reference graphs")
     conf.add_argument("--framework", required=True, metavar="NAME",
-                      help="the framework to check: snntorch, norse, sinabs, spikingjelly, or all (every installed "
-                           "one)")
+                      help="the framework to check: snntorch, norse, sinabs, spikingjelly, rockpool, or all "
+                           "(every installed one)")
     conf.add_argument("--dt", type=_positive, default=1e-3, metavar="SECONDS", help="the step (default: 1e-3)")
     conf.add_argument("--steps", type=_positive_int, default=50, help="steps per input (default: 50)")
     conf.add_argument("--seed", type=_count, default=0, help="seed of weights and inputs (default: 0)")

@@ -80,7 +80,7 @@ class EncodedInput:
         random generator of each sample (see :meth:`select`).
     given : numpy.ndarray, optional
         Encoding ``"spikes"`` (:func:`encode_spikes`): the spike trains as
-        given, bool ``(steps, N_all, n_inputs)``; sample ``b`` is ``given[:, offset + b]``.
+        given, bool ``(steps, N, n_inputs)``; sample ``b`` is ``given[:, b]``.
     """
 
     encoding: str
@@ -173,10 +173,13 @@ class EncodedInput:
         """Samples ``[start, stop)`` as an EncodedInput with the same spikes.
 
         The view keeps each sample's original index for its random generator,
-        so ``enc.select(a, b).spikes(0, b - a)`` equals ``enc.spikes(a, b)``.
+        so ``enc.select(a, b).spikes(0, b - a)`` equals ``enc.spikes(a, b)``; given
+        spike trains are cut to the view's samples, so a view pickles (ships to a
+        Dask worker) without the others'.
         """
         self._check_range("select", start, stop)
-        return dataclasses.replace(self, x=self.x[start:stop], offset=self.offset + start)
+        given = None if self.given is None else self.given[:, start:stop]
+        return dataclasses.replace(self, x=self.x[start:stop], offset=self.offset + start, given=given)
 
     # --- internals ----------------------------------------------------------------------------
     def _check_range(self, method: str, start: object, stop: object) -> None:
@@ -189,7 +192,7 @@ class EncodedInput:
         """Boolean spikes of samples ``[start, stop)``, shape (steps, B, n_inputs)."""
         self._check_range(method, start, stop)
         if self.given is not None:
-            return self.given[:, self.offset + start:self.offset + stop]
+            return self.given[:, start:stop]
         if not self.is_spiking:
             raise InputError(f"EncodedInput.{method}: encoding must be 'poisson' or 'regular', got 'current'. "
                              "Use current() for analog input.")

@@ -65,9 +65,12 @@ class Result:
     sizes : dict of str -> int
         Neurons per population.
     wall_time : float
-        Seconds spent simulating (encoding included, set-up excluded).
+        Seconds spent simulating (encoding included, set-up excluded). On Dask
+        (``simulate(..., client=)``): from the first shard submitted to the last
+        one back, shipping and each worker's engine set-up included (docs/scaling.md).
     setup_time : float
-        Seconds spent preparing the engine for the model (once per model).
+        Seconds spent preparing the engine for the model (once per model). On
+        Dask: until the model is held on the cluster.
     """
 
     engine: str

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .encoding import EncodedInput, run_input
-from .engines import get_engine
+from .engines import get_engine, memory
 from .errors import InputError
 from .model import SpikingModel
 from .result import Raster, Result
@@ -25,6 +25,7 @@ def simulate(
     *,
     engine: str = "event",
     record: Iterable[str] = (),
+    client: Any = None,
     **settings: Any,
 ) -> Result:
     """Simulate ``model`` on ``x`` and return a :class:`~evsnn.result.Result`.
@@ -51,6 +52,15 @@ def simulate(
         ``options[engine]`` is passed to the engine (e.g. ``{"event":
         {"dense_above": 1.0}}``, or ``propagation``, ``codegen`` and ``dt`` for
         ``"brian2"``); other engines' options are ignored.
+    client : distributed.Client, optional
+        Run on Dask: the model is sent to the cluster once, the samples are
+        cut into shards of whole batches (one per worker thread), one task
+        each, and the shards' records are merged into a Result identical to a
+        serial run's (docs/scaling.md). ``wall_time`` is then the seconds from the
+        first shard submitted to the last one back (input and results shipped,
+        each shard's engine set-up on its worker included), ``setup_time`` the
+        seconds until the model is held on the cluster (workers then copy it
+        from each other).
 
     Returns
     -------
@@ -62,32 +72,23 @@ def simulate(
         Bad input, steps or batch size. Nothing partial is returned.
     EngineError
         Unknown engine or a model feature the engine does not support.
+    DependencyError
+        A ``client`` given without dask and distributed installed.
     """
     run, encoded = run_input(model, x, where="simulate", **settings)
-    batch_size = run.batch_size
     names = [p.name for p in model.populations]
     record = frozenset(names if record == "all" or "all" in set(record) else record)
     unknown = sorted(record - set(names))
     if unknown:
         raise InputError(f"simulate: record must name populations of the model {names}, got {unknown}.")
-
-    start_setup = time.perf_counter()
-    runner = get_engine(engine)(model, dtype=run.dtype, **run.engine_options(engine))
-    runner.threads = run.threads
-    runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
-    runner.prepare(encoded)
-    setup_time = time.perf_counter() - start_setup
-
-    start = time.perf_counter()
-    parts = []
-    n = encoded.n_samples
-    with limit_threads(run.threads), \
-            tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not run.progress, leave=False) as bar:
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            parts.append(runner.run_batch(encoded, lo, hi, record))
-            bar.update(hi - lo)
-    wall = time.perf_counter() - start
+    engine_kwargs = {"dtype": run.dtype, **run.engine_options(engine)}
+    if client is None:
+        parts, engine_settings, setup_time, wall = _run_shard(model, encoded, 0, engine, engine_kwargs,
+                                                              run.batch_size, record, threads=run.threads,
+                                                              progress=run.progress)
+    else:
+        parts, engine_settings, setup_time, wall = _run_on_dask(client, model, encoded, engine, engine_kwargs,
+                                                                run.batch_size, record, progress=run.progress)
 
     def cat(field: str) -> dict[str, np.ndarray]:
         return {k: np.concatenate([getattr(p, field)[k] for p in parts]) for k in getattr(parts[0], field)}
@@ -103,7 +104,7 @@ def simulate(
         rasters[name] = Raster(*(a[order] for a in arrays), n_neurons=model.population(name).size)
     return Result(
         engine=engine,
-        settings={**run.record(encoded), "dt": model.dt, "readout": model.readout, **runner.settings},
+        settings={**run.record(encoded), "dt": model.dt, "readout": model.readout, **engine_settings},
         predictions=final.argmax(axis=1),
         output=output,
         spike_counts=cat("spike_counts"),
@@ -115,3 +116,78 @@ def simulate(
         wall_time=wall,
         setup_time=setup_time,
     )
+
+
+def _run_shard(model: SpikingModel, encoded: EncodedInput, first: int, engine: str, engine_kwargs: dict[str, Any],
+               batch_size: int, record: frozenset[str], *, threads: int = 1,
+               progress: bool = False) -> tuple[list, dict, float, float]:
+    """Samples of ``encoded`` (sample ``first`` of the whole run onwards) in batches on ``threads`` cores:
+    ``(parts, engine settings, set-up seconds, simulation seconds)``; the parts' raster sample indices count
+    from the start of the whole run.
+
+    What a serial :func:`simulate` runs on all samples, and a Dask worker on its shard (with one thread: a
+    worker runs one shard per thread).
+    """
+    start_setup = time.perf_counter()
+    runner = get_engine(engine)(model, **engine_kwargs)
+    runner.threads = threads
+    runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
+    runner.prepare(encoded)
+    setup_time = time.perf_counter() - start_setup
+
+    start = time.perf_counter()
+    parts = []
+    n = encoded.n_samples
+    with limit_threads(threads), \
+            tqdm(total=n, desc=f"simulate ({engine})", unit="sample", disable=not progress, leave=False) as bar:
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            parts.append(runner.run_batch(encoded, lo, hi, record))
+            bar.update(hi - lo)
+    wall = time.perf_counter() - start
+    if first:
+        for part in parts:
+            part.rasters = {name: [(sample + first, *rest) for sample, *rest in events]
+                            for name, events in part.rasters.items()}
+    return parts, runner.settings, setup_time, wall
+
+
+def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine: str, engine_kwargs: dict[str, Any],
+                 batch_size: int, record: frozenset[str], *, progress: bool) -> tuple[list, dict, float, float]:
+    """:func:`_run_shard` on shards of whole batches, one task each, the model sent once (:func:`~evsnn.cluster.ship`).
+
+    Shards start at multiples of ``batch_size``, so every batch is the one a serial run simulates and the
+    merged parts are identical to a serial run's. Returns ``(parts, engine settings, seconds to ship the model,
+    seconds from the first shard submitted to the last one back)``.
+    """
+    from .cluster import check_client, ship, total_threads
+
+    check_client(client, "simulate")
+    from distributed import as_completed, wait
+
+    n = encoded.n_samples
+    memory.check_memory({"per-step records of all samples": 2 * memory.result_bytes(
+        model, n, encoded.steps, record, encoded.is_spiking)}, where="simulate",
+        advice=f"The merged Result of {n} samples must fit in this process; simulate fewer samples at a time.")
+    batches = -(-n // batch_size)
+    shards = min(batches, total_threads(client))  # one per worker thread, sizes within one batch of each other
+    cuts = [min(n, batch_size * (batches * k // shards)) for k in range(shards + 1)]
+
+    start = time.perf_counter()
+    shipped = ship(client, model)  # once, not per task
+    wait(shipped)
+    setup_time = time.perf_counter() - start
+    start = time.perf_counter()
+    futures = [client.submit(_run_shard, shipped, encoded.select(lo, hi), lo, engine, engine_kwargs, batch_size,
+                             record, pure=False) for lo, hi in zip(cuts, cuts[1:])]
+    try:
+        with tqdm(total=n, desc=f"simulate ({engine}, Dask)", unit="sample", disable=not progress,
+                  leave=False) as bar:
+            for future in as_completed(futures):
+                parts = future.result()[0]  # a worker's error is raised here, at once
+                bar.update(sum(p.output.shape[0] for p in parts))
+        shards_out = [f.result() for f in futures]
+    finally:
+        client.cancel(futures + [shipped])
+    wall = time.perf_counter() - start
+    return [p for out in shards_out for p in out[0]], shards_out[0][1], setup_time, wall

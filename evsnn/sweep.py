@@ -15,7 +15,9 @@ Every simulation is appended to a JSON Lines log as soon as it finishes, so a
 sweep that is interrupted resumes where it stopped: rerunning it skips every
 run already in the log. All runs of one sweep share the same encoded input
 (same Poisson spikes), so differences between cells are not sampling noise of
-the encoder.
+the encoder. With a Dask client the runs are tasks on its workers, and the
+log is still written here, by the calling process, as their results arrive
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .display import require_matplotlib
-from .encoding import encode_with
+from .encoding import EncodedInput, encode_with
 from .errors import EvsnnWarning, InputError
 from .model import RESETS, NeuronSpec, SpikingModel  # RESETS: soft and hard, the sweep's default
 from .settings import run_settings
@@ -53,6 +55,9 @@ ALPHAS = (0.5, 1.0, 2.0, 4.0)
 
 #: How each cell's threshold and α are chosen on the selection images (recorded in the settings).
 CHOICE = "accuracy at the last step; ties: accuracy averaged over steps, then grid order"
+
+#: How often a Dask task of a sweep that raised is tried again (a task whose worker was lost is rerun anyway).
+RETRIES = 2
 
 _KEY = ("kind", "leak", "reset", "method", "threshold", "alpha")
 
@@ -142,6 +147,7 @@ def sweep(
     alphas: Sequence[float] = ALPHAS,
     l4_batch: int = 128,
     describe: dict[str, Any] | None = None,
+    client: Any = None,
     **settings: Any,
 ) -> SweepResult:
     """Run the leak × reset × method grid on a normalized model, resumably.
@@ -165,6 +171,11 @@ def sweep(
         The grid (see the module constants for the defaults).
     describe : dict, optional
         Extra settings to record (and check on resume), e.g. the source network and image ranges.
+    client : distributed.Client, optional
+        Run the configurations as Dask tasks (the model and inputs sent to the
+        cluster once). The log is written by this process only, as results
+        arrive, so a lost worker costs only its running tasks, which are run
+        again; the result is identical to a serial sweep's (docs/scaling.md).
     **settings
         The run settings (:class:`evsnn.settings.RunSettings`), the same for
         every run: ``steps`` (required), ``encoding``, ``seed``, ``max_rate``,
@@ -175,8 +186,6 @@ def sweep(
     -------
     SweepResult
     """
-    from .converters.l4 import l4_adjust
-
     rs = run_settings("sweep", settings)
     leaks, resets, methods = [float(v) for v in leaks], list(resets), list(methods)
     thresholds, alphas = [float(v) for v in thresholds], [float(v) for v in alphas]
@@ -192,44 +201,109 @@ def sweep(
                 "methods": methods, "thresholds": thresholds, "alphas": alphas, "l4_batch": int(l4_batch),
                 "normalization": base.provenance.get("normalization", "unknown"), "choice": CHOICE,
                 **(describe or {})}
-    runs = _read_log(Path(log), settings)
-    done = {tuple(r[k] for k in _KEY): r for r in runs}
-    y_select = np.asarray(y_select)
-
-    def configured(leak: float, reset: str, method: str, threshold: float, alpha: float | None) -> SpikingModel:
-        neuron = NeuronSpec(kind="if" if leak == 1.0 else "lif", beta=leak, threshold=threshold, reset=reset)
-        model = base.with_neuron(neuron)
-        return model if method == "baseline" else l4_adjust(model, calibration[:l4_batch], alpha=alpha)[0]
-
-    def run(kind: str, leak, reset, method, threshold, alpha) -> dict:
-        key = (kind, leak, reset, method, threshold, alpha)
-        if key in done:
-            return done[key]
-        encoded, labels = (select, y_select) if kind == "select" else (evaluate, np.asarray(y_eval))
-        result = simulate(configured(leak, reset, method, threshold, alpha), encoded, dtype=rs.dtype,
-                          batch_size=rs.batch_size, options=rs.options)
-        curve = result.accuracy_over_time(labels)
-        record = dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
-                      sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
-        _append(Path(log), record)
-        runs.append(record)
-        done[key] = record
-        return record
-
+    done = {tuple(r[k] for k in _KEY): r for r in _read_log(Path(log), settings)}
+    order = _grid_order(settings)
+    inputs = {"select": (select, np.asarray(y_select)),
+              "eval": None if evaluate is None else (evaluate, np.asarray(y_eval))}
+    shared = {"calibration": None if calibration is None else np.asarray(calibration[:l4_batch]),
+              "run": {"dtype": rs.dtype, "batch_size": rs.batch_size,
+                      "options": {name: dict(opts) for name, opts in rs.options.items()}}}
     cells = [(leak, reset, method) for leak in leaks for reset in resets for method in methods]
-    total = sum(len(thresholds) * (len(alphas) if m == "l4" else 1) for _, _, m in cells)
-    total += 0 if x_eval is None else len(cells)
+
+    def selections(cell: tuple) -> list[tuple]:
+        """The selection runs of a cell, in grid order."""
+        return [("select", *cell, threshold, alpha) for threshold in thresholds
+                for alpha in (alphas if cell[2] == "l4" else [None])]
+
+    def evaluation(cell: tuple) -> tuple | None:
+        """The evaluation run of a cell (its chosen configuration), once all its selection runs are done."""
+        if evaluate is None or any(key not in done for key in selections(cell)):
+            return None
+        chosen = _choose([done[key] for key in selections(cell)], *cell)
+        return ("eval", *cell, chosen["threshold"], chosen["alpha"])
+
+    def finished(record: dict) -> None:
+        _append(Path(log), record)  # only this process writes the log, as each run arrives
+        done[tuple(record[k] for k in _KEY)] = record
+
+    total = sum(len(selections(cell)) for cell in cells) + (0 if evaluate is None else len(cells))
     with tqdm(total=total, desc="sweep", unit="run", disable=not rs.progress, leave=False) as bar:
-        for leak, reset, method in cells:
-            for threshold in thresholds:
-                for alpha in (alphas if method == "l4" else [None]):
-                    run("select", leak, reset, method, threshold, alpha)
-                    bar.update()
-            if evaluate is not None:
-                chosen = _choose(runs, leak, reset, method)
-                run("eval", leak, reset, method, chosen["threshold"], chosen["alpha"])
+        if client is None:
+            def run(key: tuple) -> None:
+                if key not in done:
+                    finished(_run_configuration(base, key, *inputs[key[0]], **shared))
                 bar.update()
-    return SweepResult(settings, runs)
+
+            for cell in cells:
+                for key in selections(cell):
+                    run(key)
+                if evaluate is not None:
+                    run(evaluation(cell))  # chosen now that the cell's selection runs are in
+        else:
+            _run_on_dask(client, base, cells, selections, evaluation, inputs, shared, done, finished, bar)
+    return SweepResult(settings, sorted(done.values(), key=order))
+
+
+def _run_configuration(base: SpikingModel, key: tuple, encoded: EncodedInput, labels: np.ndarray, *,
+                       calibration: np.ndarray | None, run: dict[str, Any]) -> dict[str, Any]:
+    """The log record of one run of the grid: ``key`` is (kind, leak, reset, method, threshold, alpha).
+
+    A module function of plain arguments, so that a Dask worker runs exactly what a serial sweep runs.
+    """
+    from .converters.l4 import l4_adjust
+
+    _, leak, reset, method, threshold, alpha = key
+    model = base.with_neuron(NeuronSpec(kind="if" if leak == 1.0 else "lif", beta=leak, threshold=threshold,
+                                        reset=reset))
+    if method == "l4":
+        model = l4_adjust(model, calibration, alpha=alpha)[0]
+    result = simulate(model, encoded, **run)
+    curve = result.accuracy_over_time(labels)
+    return dict(zip(_KEY, key), accuracy=float(curve[-1]), mean_accuracy=float(curve.mean()),
+                sops_per_sample=float(result.total_sops().mean()), samples=int(len(labels)))
+
+
+def _run_on_dask(client: Any, base: SpikingModel, cells: list[tuple], selections: Callable, evaluation: Callable,
+                 inputs: dict, shared: dict, done: dict, finished: Callable, bar: Any) -> None:
+    """The sweep's runs not yet in the log as Dask tasks; each record is logged here (never by a worker) as it
+    arrives, and a cell's evaluation is submitted once its selection runs are all in.
+
+    The model and the encoded inputs are sent once (:func:`evsnn.cluster.ship`). A task that raises is retried
+    (:data:`RETRIES`); a task whose worker is lost is run again on another one by the scheduler. If a task still
+    fails, the other tasks are cancelled and its error is raised; every run that finished is in the log.
+    """
+    from .cluster import check_client, ship
+
+    check_client(client, "sweep")
+    from distributed import as_completed
+
+    data = {"base": base, "calibration": shared["calibration"]}
+    for kind, pair in inputs.items():
+        if pair is not None:
+            data[kind], data[f"{kind} labels"] = pair
+    shipped = {name: ship(client, value) for name, value in data.items()}  # once, not per task
+    futures: dict[Any, tuple] = {}
+
+    def submit(key: tuple):
+        kind = key[0]
+        future = client.submit(_run_configuration, shipped["base"], key, shipped[kind], shipped[f"{kind} labels"],
+                               calibration=shipped["calibration"], run=shared["run"], pure=False, retries=RETRIES)
+        futures[future] = key
+        return future
+
+    keys = [key for cell in cells for key in [*selections(cell), evaluation(cell)] if key is not None]
+    bar.update(sum(key in done for key in keys))
+    pending = as_completed([submit(key) for key in keys if key not in done])
+    try:
+        for future in pending:
+            record = future.result()  # a task that failed for good raises here
+            finished(record)
+            bar.update()
+            key = evaluation(futures.pop(future)[1:4])
+            if record["kind"] == "select" and key is not None and key not in done:
+                pending.add(submit(key))
+    finally:
+        client.cancel(list(futures) + list(shipped.values()))
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike) -> None:
@@ -287,6 +361,20 @@ def _choose(runs: list[dict], leak: float, reset: str, method: str) -> dict | No
     """The selection run of a cell chosen by :data:`CHOICE` (``max`` keeps the first of equal keys)."""
     cell = [r for r in runs if r["kind"] == "select" and (r["leak"], r["reset"], r["method"]) == (leak, reset, method)]
     return max(cell, key=lambda r: (r["accuracy"], r["mean_accuracy"])) if cell else None
+
+
+def _grid_order(settings: dict) -> Callable[[dict], tuple]:
+    """Sort key of a run: its cell in grid order, the selection runs (threshold, then α) before the evaluation.
+
+    The order a serial sweep runs them in; a sweep's runs are returned in it whatever order they finished in.
+    """
+    cells = {(leak, reset, method): i for i, (leak, reset, method) in enumerate(
+        (leak, reset, method) for leak in settings["leaks"] for reset in settings["resets"]
+        for method in settings["methods"])}
+    thresholds = {v: i for i, v in enumerate(settings["thresholds"])}
+    alphas = {v: i for i, v in enumerate(settings["alphas"])}
+    return lambda r: (cells[r["leak"], r["reset"], r["method"]], r["kind"] == "eval", thresholds[r["threshold"]],
+                      -1 if r["alpha"] is None else alphas[r["alpha"]])
 
 
 def _find(runs: list[dict], key: tuple) -> dict | None:

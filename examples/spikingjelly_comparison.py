@@ -54,7 +54,7 @@ def main() -> None:
           "analog input; accuracy (%) after each number of steps")
     print(f"{'converter':<38}" + "".join(f"{s:>7}" for s in STEPS))
     for mode in ("Max", "99.9%"):
-        curve = spikingjelly_curve(net, calibration, x, y, mode)
+        curve = (spikingjelly_predictions(spikingjelly_convert(net, calibration, mode), x, max(STEPS)) == y).mean(1)
         print(f"{f'SpikingJelly 2.0.0 ann2snn, mode={mode}':<38}" + "".join(f"{100 * curve[s - 1]:>7.2f}" for s in STEPS))
     for norm in ("data", "percentile"):
         for readout in ("count", "membrane"):
@@ -63,26 +63,35 @@ def main() -> None:
             print(f"{f'evsnn {norm}, readout={readout}':<38}" + "".join(f"{100 * curve[s - 1]:>7.2f}" for s in STEPS))
 
 
-def spikingjelly_curve(net, calibration, x, y, mode: str) -> np.ndarray:
-    """Accuracy after each step of SpikingJelly's converted network (output summed over steps)."""
+def spikingjelly_convert(net, calibration, mode: str):
+    """SpikingJelly's ann2snn conversion of ``net``: rate-coding recipe, calibrated on ``calibration`` by 100s."""
     import copy
 
-    from spikingjelly.activation_based import functional
     from spikingjelly.activation_based.ann2snn import Converter
     from spikingjelly.activation_based.ann2snn.recipes import RateCodingRecipe
 
     batches = [torch.as_tensor(calibration[i:i + 100]) for i in range(0, len(calibration), 100)]
-    snn = Converter(RateCodingRecipe(batches, mode=mode), device="cpu").convert(copy.deepcopy(net).eval())
-    correct = np.zeros(max(STEPS))
+    return Converter(RateCodingRecipe(batches, mode=mode), device="cpu").convert(copy.deepcopy(net).eval())
+
+
+def spikingjelly_predictions(snn, x, steps: int, batch: int = 250) -> np.ndarray:
+    """Class predicted after each step (argmax of the output summed so far), shape (steps, N).
+
+    Run as SpikingJelly's documentation does: the analog image every step, the
+    network reset between batches.
+    """
+    from spikingjelly.activation_based import functional
+
+    predictions = np.zeros((steps, len(x)), dtype=np.int64)
     with torch.no_grad():
-        for i in range(0, len(x), 250):
-            xb = torch.as_tensor(x[i:i + 250])
+        for i in range(0, len(x), batch):
+            xb = torch.as_tensor(x[i:i + batch])
             functional.reset_net(snn)
             out = 0
-            for t in range(max(STEPS)):
+            for t in range(steps):
                 out = out + snn(xb)
-                correct[t] += (out.argmax(1).numpy() == y[i:i + 250]).sum()
-    return correct / len(x)
+                predictions[t, i:i + batch] = out.argmax(1).numpy()
+    return predictions
 
 
 if __name__ == "__main__":

@@ -406,10 +406,12 @@ def test_run_settings_reach_the_library_with_its_names(files, monkeypatch, capsy
     monkeypatch.setattr(evsnn.simulation, "simulate", spy)
     with pytest.raises(_ExpensiveWorkRan):
         main(["run", files["model"], "--steps", "7", "--encoding", "regular", "--seed", "3", "--max-rate", "250",
-              "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--threads", "3", "--samples", "4", "--quiet",
+              "--scale", "0.5", "--dtype", "float64", "--batch-size", "5", "--threads", "3", "--samples", "4",
+              "--quiet",
               "--engine-option", "event.dense_above=0.25", "--engine-option", "brian2.codegen=numpy"])
-    assert seen == {"engine": "event", "steps": 7, "encoding": "regular", "seed": 3, "max_rate": 250.0, "scale": 0.5,
-                    "dtype": "float64", "batch_size": 5, "threads": 3, "progress": False,
+    assert seen == {"engine": "event", "client": None, "steps": 7, "encoding": "regular", "seed": 3,
+                    "max_rate": 250.0, "scale": 0.5, "dtype": "float64", "batch_size": 5, "threads": 3,
+                    "progress": False,
                     "options": {"event": {"dense_above": 0.25}, "brian2": {"codegen": "numpy"}}, "n": 4}
 
 

@@ -351,6 +351,16 @@ def test_not_hdf5_truncated_and_missing(tmp_path, nir_file):
         read_nir(tmp_path / "none.nir")
 
 
+def test_a_parameter_numpy_cannot_read_is_refused_by_node_and_field():
+    n = 3
+    node = nir.LI(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n))
+    node.tau = torch.nn.Parameter(torch.full((n,), 0.01))  # what Rockpool 3.1.0's to_nir leaves in an LI node
+    g = graph(nir.Linear(weight=np.ones((n, 2))), node, shape=(2,), type_check=False)
+    with pytest.raises(ConversionError, match=r"NIR node 'n1' \(LI\): tau must be a numeric array, got a "
+                                              r"torch.*Parameter"):
+        from_nir(g, dt=DT)
+
+
 def test_cli_import_export_and_a_bad_file_without_traceback(tmp_path, nir_file):
     model_h5 = tmp_path / "m.h5"
     evsnn.save(MODELS["mlp"], model_h5)

@@ -428,7 +428,13 @@ def _where(key: str, node: Any) -> str:
 
 
 def _array(node: Any, key: str, field: str) -> np.ndarray:
-    value = np.asarray(getattr(node, field))
+    raw = getattr(node, field)
+    try:
+        value = np.asarray(raw)
+    except Exception as err:  # e.g. a torch Parameter that requires grad, as Rockpool 3.1.0's export writes
+        raise ConversionError(f"{_where(key, node)}: {field} must be a numeric array, got a "
+                              f"{type(raw).__module__}.{type(raw).__name__} that numpy cannot read "
+                              f"({type(err).__name__}: {err}).") from err
     if value.dtype.kind not in "biuf":
         raise ConversionError(f"{_where(key, node)}: {field} must be numeric, got dtype {value.dtype}.")
     return value.astype(np.float64) if value.dtype.kind in "biu" else value

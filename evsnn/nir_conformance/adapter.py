@@ -1,7 +1,7 @@
 """What a NIR framework adapter provides to the conformance checker.
 
 One adapter per framework (``_snntorch.py``, ``_norse.py``, ``_sinabs.py``,
-``_spikingjelly.py``), each importing its framework only inside its methods,
+``_spikingjelly.py``, ``_rockpool.py``), each importing its framework only inside its methods,
 so that ``import evsnn.nir_conformance`` works with none installed.
 """
 

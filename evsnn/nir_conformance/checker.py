@@ -33,6 +33,7 @@ FRAMEWORKS = {
     "norse": ("._norse", "NorseAdapter"),
     "sinabs": ("._sinabs", "SinabsAdapter"),
     "spikingjelly": ("._spikingjelly", "SpikingJellyAdapter"),
+    "rockpool": ("._rockpool", "RockpoolAdapter"),
 }
 
 
