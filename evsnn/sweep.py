@@ -206,7 +206,7 @@ def sweep(
     inputs = {"select": (select, np.asarray(y_select)),
               "eval": None if evaluate is None else (evaluate, np.asarray(y_eval))}
     shared = {"calibration": None if calibration is None else np.asarray(calibration[:l4_batch]),
-              "run": {"dtype": rs.dtype, "batch_size": rs.batch_size,
+              "run": {"dtype": rs.dtype, "batch_size": rs.batch_size, "threads": rs.threads,
                       "options": {name: dict(opts) for name, opts in rs.options.items()}}}
     cells = [(leak, reset, method) for leak in leaks for reset in resets for method in methods]
 
@@ -287,7 +287,8 @@ def _run_on_dask(client: Any, base: SpikingModel, cells: list[tuple], selections
     def submit(key: tuple):
         kind = key[0]
         future = client.submit(_run_configuration, shipped["base"], key, shipped[kind], shipped[f"{kind} labels"],
-                               calibration=shipped["calibration"], run=shared["run"], pure=False, retries=RETRIES)
+                               calibration=shipped["calibration"], run={**shared["run"], "threads": 1},  # one per
+                               pure=False, retries=RETRIES)  # task: a worker runs one task per thread
         futures[future] = key
         return future
 
