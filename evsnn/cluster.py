@@ -80,14 +80,22 @@ def local_cluster(n_workers: int) -> Any:
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's adaptive mmap
     threshold, so every numpy temporary above 128 KiB is mapped and unmapped again: the event engine ran
     ~1.5x slower in such a worker than in a plain process (docs/scaling.md, "Threads and memory"). These
-    workers start without it; the nanny still sets the BLAS and OpenMP pools to one thread.
+    workers start without it; the nanny still sets the BLAS and OpenMP pools to one thread. It does so by
+    writing ``OMP_NUM_THREADS=1`` and the like into *this* process's environment before it spawns a worker,
+    where every later subprocess would inherit it (a training run started afterwards then sums in another
+    order): the environment is restored once the workers are up.
     """
     import dask
 
     distributed = require_distributed("local_cluster")
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0")
+    saved = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def parse_scheduler(text: str) -> tuple[str, Any]:

@@ -35,8 +35,13 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
+    saved = dict(os.environ)
     with local_cluster(2) as cluster, distributed.Client(cluster) as c:
+        assert dict(os.environ) == saved and len(c.nthreads()) == 2  # workers up, this process's env untouched
         yield c
+    # a worker restarted after the killed-worker test had its nanny write OMP_NUM_THREADS=1 here again
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def event_everything() -> evsnn.SpikingModel:
