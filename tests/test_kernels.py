@@ -222,3 +222,21 @@ def test_threads_are_restored_after_a_run():
     model, x = threads_models()["mlp"]
     simulate(model, x, steps=3, threads=1)
     assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before
+
+
+def test_a_wide_analog_input_layer_gives_the_same_float32_sums_on_any_threads():
+    """The input layer's product (analog input, once per batch) is large enough for BLAS to split it over threads,
+    which changes float32 sums; it runs on one BLAS thread, so threads=1 and 2 give the same bits (the membrane
+    read-out shows every bit of the sums)."""
+    from evsnn import InputSpec, SpikingModel
+    from evsnn.simulation import simulate
+
+    rng = np.random.default_rng(3)
+    weight = rng.normal(0, 0.05, (1200, 784)).astype(np.float32)  # float32 weights: numpy's product is sgemm
+    model = SpikingModel(input=InputSpec((784,), encoding="current"),
+                         populations=[Population("out", (1200,), NeuronSpec("lif", beta=0.9, threshold=1e9))],
+                         projections=[Projection("fc1", "input", "out", Dense(weight))], readout="membrane")
+    x = rng.random((64, 784))
+    runs = [simulate(model, x, steps=3, dtype="float32", batch_size=64, threads=n) for n in (1, 2)]
+    assert np.abs(runs[0].output).max() > 0
+    assert np.array_equal(runs[0].output.view(np.uint8), runs[1].output.view(np.uint8))

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 import scipy.sparse as sp
 
 from ..encoding import EncodedInput
@@ -329,7 +330,8 @@ class EventEngine(Engine):
             x = encoded.current(start, stop)
             for pr in self.outgoing[INPUT]:
                 i = self.index[pr.target]
-                current = pr.op.forward(x.astype(dtype)).astype(dtype)
+                with threadpool_limits(limits=1):  # one BLAS thread: the same sums whatever `threads` is
+                    current = pr.op.forward(x.astype(dtype)).astype(dtype)
                 analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
                 macs = (x != 0) @ pr.op.fan_out()[0]  # per sample, the same every step
                 out.input_macs[pr.name][:] = macs[:, None]
