@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from evsnn import Conv2d, Dense, NeuronSpec, Population, Sparse
 from evsnn.engines import kernels
-from evsnn.engines.event import EVENT_KINDS, _ConvDelivery, _delivery, _DenseDelivery, _param_table, _SparseDelivery, step_flags
+from evsnn.engines.event import (EVENT_KINDS, _ConvDelivery, _delivery, _DenseDelivery, _param_table, _SparseDelivery,
+                                 pool_factorization, step_flags)
 from evsnn.engines.neurons import NeuronParams, initial_state, integrate, neuron_step
 from evsnn.model import Projection
 
@@ -100,6 +102,10 @@ OPS = {
     "conv": Conv2d(np.random.default_rng(2).normal(size=(4, 3, 3, 3)), input_shape=(3, 6, 5), stride=(2, 1),
                    padding=1),
     "conv folded": Conv2d(np.random.default_rng(3).normal(size=(2, 2, 4, 4)), input_shape=(2, 8, 8), stride=2),
+    # an average pooling folded into the conv after it (block-constant kernel, stride 2; odd padding and height):
+    # the BLAS path pools the padded spikes first
+    "conv pooled": Conv2d(np.repeat(np.repeat(np.random.default_rng(4).normal(size=(3, 2, 2, 3)), 2, axis=2), 2,
+                                    axis=3) / 4, input_shape=(2, 9, 8), stride=2, padding=(1, 2)),
     "sparse": Sparse.from_matrix(sp.random(11, 20, density=0.3, random_state=4) * 3),
 }
 
@@ -141,7 +147,7 @@ def test_event_delivery_sums_in_the_reference_order(name, dtype, parallel):
                                atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-@pytest.mark.parametrize("name", ["dense", "conv", "conv folded"])
+@pytest.mark.parametrize("name", ["dense", "conv", "conv folded", "conv pooled"])
 def test_blas_delivery_matches_the_event_kernel(name):
     op = OPS[name]
     rng = np.random.default_rng(6)
@@ -152,6 +158,28 @@ def test_blas_delivery_matches_the_event_kernel(name):
     delivery.deliver(False, starts, counts, flat, False, event)
     delivery.deliver(False, starts, counts, flat, True, blas)
     np.testing.assert_allclose(blas, event, rtol=0, atol=1e-12)
+
+
+def test_a_pooling_folded_into_a_conv_is_recognized_and_only_then():
+    import torch.nn as nn
+
+    import evsnn
+
+    assert pool_factorization(OPS["conv pooled"]) and _ConvDelivery(OPS["conv pooled"], np.dtype("float32"), None).pooled
+    assert not pool_factorization(OPS["conv"]) and not pool_factorization(OPS["conv folded"])
+    w = OPS["conv pooled"].weight.copy()
+    w[1, 0, 0, 1] += 1e-9  # one tap off its block's value
+    assert not pool_factorization(Conv2d(w, input_shape=(2, 9, 8), stride=2, padding=(1, 2)))
+    assert not pool_factorization(Conv2d(w[:, :, :3], input_shape=(2, 9, 8), stride=2, padding=1))  # kernel 3 x 4
+    # what the converter folds: conv, ReLU, AvgPool2d(2), conv -> the second conv is a pooled one with 1/4 the MACs
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(5 * 4 * 4, 3))
+    model = evsnn.convert(net, input_shape=(1, 14, 14), norm="none")
+    folded = model.projections[1].op
+    assert folded.stride == (2, 2) and folded.weight.shape[2:] == (6, 6)
+    delivery = _ConvDelivery(folded, np.dtype("float32"), None)
+    assert delivery.pooled and delivery.macs == folded.n_out * 4 * 9 + folded.n_in
 
 
 def test_crossover_is_per_projection_and_dense_above_overrides_it():

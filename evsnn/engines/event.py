@@ -26,7 +26,10 @@ with spikes x fan-out, not with neurons x steps (:mod:`evsnn.engines.kernels`):
 Where a step's spikes are dense enough, dense and conv2d projections use
 torch's matmul / conv2d of the dense spike array instead: above the
 projection's crossover (:func:`blas_cost_ratio` times its dense MACs per
-connection), or above ``dense_above`` at batch >= 8 when that is given.
+connection), or above ``dense_above`` at batch >= 8 when that is given. A
+conv2d that is an average pooling folded into the conv after it
+(:func:`pool_factorization`) pools first there, with a quarter of the MACs
+for a 2x2 pool.
 
 SOPs are counted from the spikes, never from the kernel that delivered them:
 each spike of neuron ``j`` through projection ``p`` adds the number of
@@ -184,7 +187,13 @@ class _ConvDelivery(_Delivery):
         self.pos = (((y + ph - ky) // sh) * ow + (x + pw - kx) // sw).astype(np.int64)
         # kernel[(c, tap), o] = W[o, c, ky, kx]
         self.kernel = np.ascontiguousarray(op.weight.reshape(c_out, c_in * kh * kw).T, dtype=dtype)
-        self.weight = np.array(op.weight, dtype=dtype, order="C")  # a writable copy for torch's conv2d (dense steps)
+        # dense steps: torch's conv2d, of the pooled spikes where the kernel is an average pooling folded into a conv
+        self.pooled = pool_factorization(op)
+        if not self.pooled:
+            self.weight = np.array(op.weight, dtype=dtype, order="C")  # a writable copy for torch's conv2d
+        else:
+            self.weight = np.array(op.weight[:, :, ::sh, ::sw], dtype=dtype, order="C")  # one tap per block
+            self.macs = op.n_out * c_in * (kh // sh) * (kw // sw) + op.n_in  # the smaller conv and the pooling's adds
 
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         return {"scatter": np.zeros((batch, self.ohw, self.c_out), dtype=self.dtype)}
@@ -197,8 +206,14 @@ class _ConvDelivery(_Delivery):
 
             spikes = self.buffer_dense(batch)
             kernels.fill_dense(parallel, starts, counts, flat, spikes)
-            current = F.conv2d(torch.from_numpy(spikes).view(batch, *self.op.input_shape), torch.from_numpy(self.weight),
-                               stride=self.op.stride, padding=self.op.padding)
+            x = torch.from_numpy(spikes).view(batch, *self.op.input_shape)
+            if not self.pooled:
+                current = F.conv2d(x, torch.from_numpy(self.weight), stride=self.op.stride, padding=self.op.padding)
+            else:  # sum pooling of the padded spikes (exact: counts), then one tap per block at stride 1
+                (ph, pw) = self.op.padding
+                padded = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+                pooled = F.avg_pool2d(padded, self.op.stride, divisor_override=1)
+                current = F.conv2d(pooled, torch.from_numpy(self.weight))
             out += current.numpy().reshape(batch, -1)
         else:
             kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
@@ -209,6 +224,22 @@ class _ConvDelivery(_Delivery):
         if "spikes" not in buf:
             buf["spikes"] = np.zeros((batch, self.op.n_in), dtype=self.dtype)
         return buf["spikes"]
+
+
+def pool_factorization(op: Conv2d) -> bool:
+    """Whether ``op`` is an average pooling (window = stride) folded into a convolution after it: stride ``s > 1``
+    on an axis, a kernel size that is a multiple of ``s``, and the kernel constant over each ``s x s`` block.
+
+    Then ``op(x) = conv(sum_pool_s(pad(x)), W[:, :, ::s, ::s])`` at stride 1, with ``1 / s`` of the taps per
+    axis (the converters fold ``AvgPool2d`` followed by ``Conv2d`` into exactly this; docs/design.md,
+    "Engines"): every window of ``op`` covers whole blocks of the padded input, which the floor pooling keeps.
+    """
+    (sh, sw) = op.stride
+    _, _, kh, kw = op.weight.shape
+    if (sh, sw) == (1, 1) or kh % sh or kw % sw:
+        return False
+    block = np.repeat(np.repeat(op.weight[:, :, ::sh, ::sw], sh, axis=2), sw, axis=3)
+    return bool(np.array_equal(block, op.weight))
 
 
 def _delivery(pr: Projection, dtype: np.dtype, dense_above: float | None) -> _Delivery:
