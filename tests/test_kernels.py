@@ -43,18 +43,23 @@ def test_every_event_kind_is_covered():
 
 
 def fused(p: NeuronParams, state, current, held, emit: bool, parallel: bool):
-    """One fused step on copies; returns (spiked mask, v, i, current after, at_threshold)."""
+    """One fused step on copies, as step 2 of 4 (its counts and marks recorded in column 2); returns (spiked
+    mask, v, i, current after, at_threshold)."""
     v, syn, cur = state.v.copy(), None if state.i is None else state.i.copy(), current.copy()
     batch, n = v.shape
     idx, counts, at = np.full((batch, n), -1, np.int64), np.zeros(batch, np.int64), np.zeros(batch, bool)
-    flags = step_flags(p, held is not None, emit)
+    record, marks = np.full((batch, 4), -1, np.int64), np.zeros((batch, 4, n), np.int64)
+    flags = step_flags(p, held is not None, emit, mark=emit)
     total, above = kernels.neuron_step(parallel, v, v if syn is None else syn, cur, cur if held is None else held,
-                                       _param_table(p, n, v.dtype), flags, idx, counts, at)
+                                       _param_table(p, n, v.dtype), flags, idx, counts, at, record, marks, 2)
     assert total == counts.sum() and above == at.any()
     spiked = np.zeros((batch, n), bool)
     for b in range(batch):
         assert np.all(np.diff(idx[b, :counts[b]]) > 0), "spike indices must be ascending"
         spiked[b, idx[b, :counts[b]]] = True
+    np.testing.assert_array_equal(record[:, 2], spiked.sum(axis=1))
+    np.testing.assert_array_equal(marks[:, 2], spiked)
+    assert (record[:, [0, 1, 3]] == -1).all() and not marks[:, [0, 1, 3]].any(), "other steps untouched"
     return spiked, v, syn, cur, at
 
 
@@ -140,8 +145,10 @@ def test_event_delivery_sums_in_the_reference_order(name, dtype, parallel):
     start_values = rng.normal(size=(6, op.n_out)).astype(dtype)
     out = start_values.copy()
     delivery = _delivery(Projection("p", "a", "b", op), dtype, None)
-    delivery.deliver(parallel, starts, counts, flat, False, out)
+    sops, nominal = np.zeros((6, 3), np.int64), np.zeros((6, 3), np.int64)
+    delivery.deliver(parallel, starts, counts, flat, False, out, (*op.fan_out(), sops, nominal, 1))
     assert np.array_equal(out, scipy_reference(op, mask, start_values, dtype))
+    assert_sops_of_the_spikes(op, mask, sops, nominal)
     forward = start_values + op.forward(mask.astype(np.float64)).astype(dtype)
     np.testing.assert_allclose(out, forward, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
@@ -155,8 +162,12 @@ def test_blas_delivery_matches_the_event_kernel(name):
     cls = _DenseDelivery if isinstance(op, Dense) else _ConvDelivery
     delivery = cls(op, np.dtype("float64"), None)
     event, blas = np.ones((9, op.n_out)), np.ones((9, op.n_out))
-    delivery.deliver(False, starts, counts, flat, False, event)
-    delivery.deliver(False, starts, counts, flat, True, blas)
+    counted = [(np.zeros((9, 3), np.int64), np.zeros((9, 3), np.int64)) for _ in range(2)]
+    delivery.deliver(False, starts, counts, flat, False, event, (*op.fan_out(), *counted[0], 1))
+    delivery.deliver(False, starts, counts, flat, True, blas, (*op.fan_out(), *counted[1], 1))
+    assert counted[0][0][:, 1].any()
+    for a, b in zip(*counted):
+        np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(blas, event, rtol=0, atol=1e-12)
 
 
@@ -195,6 +206,16 @@ def test_crossover_is_per_projection_and_dense_above_overrides_it():
     assert _SparseDelivery(OPS["sparse"], np.dtype("float32"), 0.0).dense_limit(64) == np.inf
 
 
+def assert_sops_of_the_spikes(op, mask, sops, nominal) -> None:
+    """Column 1 holds each row's SOPs: the operator's non-zero weights (nominal: connections) of every spike,
+    counted synapse by synapse from the dense matrix; the other columns are untouched."""
+    matrix = op.to_csr().toarray() if not isinstance(op, Dense) else op.weight
+    np.testing.assert_array_equal(sops[:, 1], mask @ (matrix != 0).sum(axis=0))
+    if not isinstance(op, Sparse):  # every (input, output) pair a stencil reaches is a connection, zero or not
+        assert (nominal[:, 1] >= sops[:, 1]).all()
+    assert not sops[:, [0, 2]].any() and not nominal[:, [0, 2]].any()
+
+
 def test_sop_count_is_the_fan_out_rule():
     op = OPS["conv"]
     rng = np.random.default_rng(7)
@@ -204,7 +225,7 @@ def test_sop_count_is_the_fan_out_rule():
     synapses, connections = op.fan_out()
     np.testing.assert_array_equal(sops[:, 1], mask @ synapses)
     np.testing.assert_array_equal(nominal[:, 1], mask @ connections)
-    assert not sops[:, [0, 2]].any() and not nominal[:, [0, 2]].any()
+    assert_sops_of_the_spikes(op, mask, sops, nominal)
 
 
 def threads_models():

@@ -54,12 +54,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 import scipy.sparse as sp
 
 from ..encoding import EncodedInput
 from ..model import INPUT, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
+from ..threads import one_blas_thread
 from . import register_engine
 from .base import BatchOutput, Engine
 from . import kernels
@@ -129,7 +129,7 @@ class _DenseDelivery(_Delivery):
         n_in, n_out = self.wt.shape
         return {"spikes": np.zeros((batch, n_in), dtype=self.dtype), "product": np.zeros((batch, n_out), self.dtype)}
 
-    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
+    def deliver(self, parallel, starts, counts, flat, dense, out, count) -> None:
         if dense:
             import torch
 
@@ -137,8 +137,9 @@ class _DenseDelivery(_Delivery):
             kernels.fill_dense(parallel, starts, counts, flat, buf["spikes"])
             torch.mm(torch.from_numpy(buf["spikes"]), torch.from_numpy(self.wt), out=torch.from_numpy(buf["product"]))
             out += buf["product"]
+            kernels.count_sops(starts, counts, flat, *count)
         else:
-            kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out)
+            kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out, *count)
 
 
 class _SparseDelivery(_Delivery):
@@ -153,9 +154,9 @@ class _SparseDelivery(_Delivery):
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         return {"sums": np.zeros((batch, self.op.n_out), dtype=self.dtype)}
 
-    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
+    def deliver(self, parallel, starts, counts, flat, dense, out, count) -> None:
         kernels.deliver_csr(parallel, starts, counts, flat, self.indptr, self.indices, self.data,
-                            self.buffer(out.shape[0])["sums"], out)
+                            self.buffer(out.shape[0])["sums"], out, *count)
 
 
 class _ConvDelivery(_Delivery):
@@ -198,7 +199,7 @@ class _ConvDelivery(_Delivery):
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         return {"scatter": np.zeros((batch, self.ohw, self.c_out), dtype=self.dtype)}
 
-    def deliver(self, parallel, starts, counts, flat, dense, out) -> None:
+    def deliver(self, parallel, starts, counts, flat, dense, out, count) -> None:
         batch = out.shape[0]
         if dense:
             import torch
@@ -215,9 +216,10 @@ class _ConvDelivery(_Delivery):
                 pooled = F.avg_pool2d(padded, self.op.stride, divisor_override=1)
                 current = F.conv2d(pooled, torch.from_numpy(self.weight))
             out += current.numpy().reshape(batch, -1)
+            kernels.count_sops(starts, counts, flat, *count)
         else:
             kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
-                                 self.tap, self.pos, self.kernel, self.buffer(batch)["scatter"], out)
+                                 self.tap, self.pos, self.kernel, self.buffer(batch)["scatter"], out, *count)
 
     def buffer_dense(self, batch: int) -> np.ndarray:
         buf = self.buffer(batch)
@@ -339,13 +341,15 @@ class EventEngine(Engine):
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         out = BatchOutput.empty(model, encoded, batch, record)
         states = [initial_state(p, batch, n, dtype) for p, n in zip(self.params, sizes)]
-        ring = [np.zeros((self.ring_length, batch, n), dtype=dtype) for n in sizes]
-        pending = np.zeros((len(pops), self.ring_length), dtype=bool)
+        length = self.ring_length
+        ring = [np.zeros((length, batch, n), dtype=dtype) for n in sizes]
+        pending = [[False] * length for _ in pops]  # whether slot s of population i's ring holds input
         may_fire = [bool((st.v >= p.threshold).any()) for st, p in zip(states, self.params)]
         # the fused step's outputs, one set per population: spike indices per row, their count, any v >= threshold
         idx = [np.zeros((batch, n), dtype=np.int64) for n in sizes]
         counts = [np.zeros(batch, dtype=np.int64) for _ in sizes]
         at_threshold = [np.zeros(batch, dtype=bool) for _ in sizes]
+        flat_idx = [a.reshape(-1) for a in idx]
         starts = [np.arange(batch, dtype=np.int64) * n for n in sizes]
         limits = {name: d.dense_limit(batch) for name, d in self.deliveries.items()}
 
@@ -361,7 +365,7 @@ class EventEngine(Engine):
             x = encoded.current(start, stop)
             for pr in self.outgoing[INPUT]:
                 i = self.index[pr.target]
-                with threadpool_limits(limits=1):  # one BLAS thread: the same sums whatever `threads` is
+                with one_blas_thread():  # the same sums whatever `threads` is
                     current = pr.op.forward(x.astype(dtype)).astype(dtype)
                 analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
                 macs = (x != 0) @ pr.op.fan_out()[0]  # per sample, the same every step
@@ -371,30 +375,40 @@ class EventEngine(Engine):
         held_input = [np.zeros((batch, n), dtype=dtype) if p.ode and (analog[i] or self.bias[i] is not None) else None
                       for i, (p, n) in enumerate(zip(self.params, sizes))]
         membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
-        flags = [step_flags(p, held is not None, not m) for p, held, m in zip(self.params, held_input, membrane)]
+        flags = [step_flags(p, held is not None, not m, not m and i == self.output_index)
+                 for i, (p, held, m) in enumerate(zip(self.params, held_input, membrane))]
 
-        # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out, SOP records) per projection
-        routes = {source: [(self.deliveries[pr.name], self.index[pr.target], pr.delay, limits[pr.name],
-                            *pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name]) for pr in projections]
+        # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out and SOP records) per
+        # projection; the delivery counts the SOPs of the spikes it delivers
+        routes = {source: [(self.deliveries[pr.name].deliver, self.index[pr.target], pr.delay, limits[pr.name],
+                            (*pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name])) for pr in projections]
                   for source, projections in self.outgoing.items() if source != INPUT or encoded.is_spiking}
         spike_counts = [out.spike_counts[p.name] for p in pops]
+        no_marks = np.zeros((1, 1, 1), dtype=np.int64)
+        marks = [out.output if f[kernels.FLAG_ROWS.index("mark")] else no_marks for f in flags]
 
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
-            for delivery, j, delay, limit, synapses, connections, sops, nominal in routes[source]:
-                slot = (t + delay) % self.ring_length
-                delivery.deliver(parallel, first, count, flat, total > limit, ring[j][slot])
-                pending[j, slot] = True
-                kernels.count_sops(first, count, flat, synapses, connections, sops, nominal, t)
+            for deliver, j, delay, limit, counting in routes[source]:
+                slot = (t + delay) % length
+                deliver(parallel, first, count, flat, total > limit, ring[j][slot], (*counting, t))
+                pending[j][slot] = True
 
+        # the fused step's arguments after (parallel, v, syn, impulses): the held input, the tables, the outputs
+        step_args = [(st.v if held is None else held, self.tables[i], flags[i], idx[i], counts[i], at_threshold[i],
+                      spike_counts[i], marks[i]) for i, (st, held) in enumerate(zip(states, held_input))]
+        syn = [st.v if st.i is None else st.i for st in states]  # the synaptic current (a dummy without one)
+        bias = self.bias
+        recorded = [p.name in out.rasters for p in pops]
+        spiking = encoded.is_spiking
         for t in range(steps):
-            slot = t % self.ring_length
-            if encoded.is_spiking:
+            slot = t % length
+            if spiking:
                 lo, hi = t * batch, (t + 1) * batch
                 total = int(in_indptr[hi] - in_indptr[lo])
                 if total:
                     emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
             for i, pop in enumerate(pops):
-                if skippable[i] and not pending[i, slot] and not may_fire[i]:
+                if skippable[i] and not pending[i][slot] and not may_fire[i]:
                     continue  # IF, no bias, no input, all below threshold: nothing can happen
                 current = ring[i][slot]
                 # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
@@ -405,36 +419,30 @@ class EventEngine(Engine):
                 for delay, analog_current in analog[i]:
                     if t >= delay:
                         into += analog_current
-                if self.bias[i] is not None:
-                    into += self.bias[i]
-                state = states[i]
-                total, above = kernels.neuron_step(parallel, state.v, state.v if state.i is None else state.i, current,
-                                                   state.v if held is None else held, self.tables[i], flags[i],
-                                                   idx[i], counts[i], at_threshold[i])
+                if bias[i] is not None:
+                    into += bias[i]
+                v = states[i].v
+                total, above = kernels.neuron_step(parallel, v, syn[i], current, *step_args[i], t)
                 if membrane[i]:
-                    out.output[:, t] = state.v
+                    out.output[:, t] = v
                 else:
-                    spike_counts[i][:, t] = counts[i]
-                    flat = idx[i].reshape(-1)
-                    if i == self.output_index:
-                        kernels.mark_output(starts[i], counts[i], flat, out.output, t)
-                    if pop.name in out.rasters:
+                    if recorded[i]:
                         rows = np.repeat(np.arange(batch), counts[i])
                         cols = idx[i][np.arange(sizes[i]) < counts[i][:, None]]
                         out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
                     if total:
-                        emit(pop.name, starts[i], counts[i], flat, total, t)
+                        emit(pop.name, starts[i], counts[i], flat_idx[i], total, t)
                     if skippable[i]:
                         may_fire[i] = above
-                pending[i, slot] = False
+                pending[i][slot] = False
         return out
 
-def step_flags(p: NeuronParams, held: bool, emit: bool) -> np.ndarray:
+def step_flags(p: NeuronParams, held: bool, emit: bool, mark: bool = False) -> np.ndarray:
     """The :data:`evsnn.engines.kernels.FLAG_ROWS` of a population (``held``: it reads held input; ``emit``: it
-    spikes, not a membrane read-out)."""
+    spikes, not a membrane read-out; ``mark``: its spikes are the run's output)."""
     mode = (kernels.MODE_THRESHOLD if p.kind == "threshold" else kernels.MODE_DISCRETE if not p.ode
             else kernels.MODE_ODE_CUBA if p.alpha is not None else kernels.MODE_ODE)
-    return np.array([mode, p.leak is not None, held, p.strict, p.reset == "zero", emit], dtype=np.int64)
+    return np.array([mode, p.leak is not None, held, p.strict, p.reset == "zero", emit, mark], dtype=np.int64)
 
 
 def _param_table(p: NeuronParams, n: int, dtype: np.dtype) -> np.ndarray:

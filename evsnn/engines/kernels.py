@@ -20,12 +20,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "mark_output",
+__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops",
            "neuron_step", "PARAM_ROWS", "FLAG_ROWS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA", "MODE_THRESHOLD"]
 
 _jit = dict(cache=True, nogil=True)
 
-# --- delivery ------------------------------------------------------------------------------------------------------
+# --- SOP counting (from the spikes only) ----------------------------------------------------------------------------
+
+
+@njit(**_jit)
+def _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t):
+    """``sops[b, t]``: the sum of ``synapses[j]`` over row ``b``'s spikes ``j`` (``nominal``: of ``connections[j]``)
+    -- the SOP rule of :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
+    s_syn = 0
+    s_con = 0
+    s = starts[b]
+    for k in range(s, s + counts[b]):
+        j = flat[k]
+        s_syn += synapses[j]
+        s_con += connections[j]
+    sops[b, t] = s_syn
+    nominal[b, t] = s_con
+
+
+# --- delivery (each row's SOPs counted in the same call) -------------------------------------------------------------
 
 
 @njit(**_jit)
@@ -40,15 +58,17 @@ def _dense_row(b, starts, counts, flat, wt, out):
 
 
 @njit(**_jit)
-def _deliver_dense_serial(starts, counts, flat, wt, out):
+def _deliver_dense_serial(starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
     for b in range(out.shape[0]):
         _dense_row(b, starts, counts, flat, wt, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(parallel=True, **_jit)
-def _deliver_dense_parallel(starts, counts, flat, wt, out):
+def _deliver_dense_parallel(starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
     for b in prange(out.shape[0]):
         _dense_row(b, starts, counts, flat, wt, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(**_jit)
@@ -77,15 +97,17 @@ def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel
 
 
 @njit(**_jit)
-def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
+def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses, connections, sops, nominal, t):
     for b in range(out.shape[0]):
         _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(parallel=True, **_jit)
-def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
+def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses, connections, sops, nominal, t):
     for b in prange(out.shape[0]):
         _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(**_jit)
@@ -106,15 +128,17 @@ def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
 
 
 @njit(**_jit)
-def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out):
+def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal, t):
     for b in range(out.shape[0]):
         _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(parallel=True, **_jit)
-def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out):
+def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal, t):
     for b in prange(out.shape[0]):
         _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(**_jit)
@@ -137,20 +161,27 @@ def _fill_dense_parallel(starts, counts, flat, dense):
         _fill_row(b, starts, counts, flat, dense)
 
 
-def deliver_dense(parallel: bool, starts, counts, flat, wt, out) -> None:
-    """``out[b] += sum of wt[j]`` over row ``b``'s spikes ``j`` (``wt``: ``W.T``, shape ``(n_in, n_out)``)."""
-    (_deliver_dense_parallel if parallel else _deliver_dense_serial)(starts, counts, flat, wt, out)
+def deliver_dense(parallel: bool, starts, counts, flat, wt, out, *count) -> None:
+    """``out[b] += sum of wt[j]`` over row ``b``'s spikes ``j`` (``wt``: ``W.T``, shape ``(n_in, n_out)``).
+
+    Every delivery also counts the SOPs of its spikes: ``count`` is :func:`count_sops`'s
+    ``(synapses, connections, sops, nominal, t)``."""
+    (_deliver_dense_parallel if parallel else _deliver_dense_serial)(starts, counts, flat, wt, out, *count)
 
 
-def deliver_conv(parallel: bool, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out) -> None:
-    """Event scatter of a convolution kernel (the tables of :class:`evsnn.engines.event._ConvDelivery`)."""
+def deliver_conv(parallel: bool, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out,
+                 *count) -> None:
+    """Event scatter of a convolution kernel (the tables of :class:`evsnn.engines.event._ConvDelivery`); SOPs
+    counted as in :func:`deliver_dense`."""
     (_deliver_conv_parallel if parallel else _deliver_conv_serial)(
-        starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
+        starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, *count)
 
 
-def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf, out) -> None:
-    """``out[b] += S[b] @ W.T`` with ``W.T`` in CSR (``indptr``, ``indices``, ``data``), row ``j``: neuron j's targets."""
-    (_deliver_csr_parallel if parallel else _deliver_csr_serial)(starts, counts, flat, indptr, indices, data, buf, out)
+def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf, out, *count) -> None:
+    """``out[b] += S[b] @ W.T`` with ``W.T`` in CSR (``indptr``, ``indices``, ``data``), row ``j``: neuron j's
+    targets; SOPs counted as in :func:`deliver_dense`."""
+    (_deliver_csr_parallel if parallel else _deliver_csr_serial)(starts, counts, flat, indptr, indices, data, buf,
+                                                                 out, *count)
 
 
 def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
@@ -158,32 +189,14 @@ def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
     (_fill_dense_parallel if parallel else _fill_dense_serial)(starts, counts, flat, dense)
 
 
-# --- counts and records (from the spikes only) -------------------------------------------------------------------
+# --- counts (for the BLAS path, whose deliveries do not count) ------------------------------------------------------
 
 
 @njit(**_jit)
 def count_sops(starts, counts, flat, synapses, connections, sops, nominal, t):
-    """``sops[b, t]``: the sum of ``synapses[j]`` over row ``b``'s spikes ``j`` (``nominal``: of ``connections[j]``)
-    -- the SOP rule of :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
+    """:func:`_count_row` for every row: the SOPs of a step delivered by BLAS."""
     for b in range(counts.shape[0]):
-        s_syn = 0
-        s_con = 0
-        s = starts[b]
-        for k in range(s, s + counts[b]):
-            j = flat[k]
-            s_syn += synapses[j]
-            s_con += connections[j]
-        sops[b, t] = s_syn
-        nominal[b, t] = s_con
-
-
-@njit(**_jit)
-def mark_output(starts, counts, flat, output, t):
-    """``output[b, t, j] = 1`` for every spike ``j`` of row ``b`` (the output population's record)."""
-    for b in range(counts.shape[0]):
-        s = starts[b]
-        for k in range(s, s + counts[b]):
-            output[b, t, flat[k]] = 1
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 # --- the fused neuron step ---------------------------------------------------------------------------------------
@@ -197,19 +210,40 @@ MODE_DISCRETE, MODE_ODE, MODE_ODE_CUBA, MODE_THRESHOLD = range(4)
 
 
 #: The flags of a population's step (an int64 array, one call argument): its mode, whether it has a leak term,
-#: reads held input, thresholds strictly, resets to v_reset, and emits spikes (not a membrane read-out).
-FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit")
+#: reads held input, thresholds strictly, resets to v_reset, emits spikes (not a membrane read-out), and marks its
+#: spikes in the run's output (the output population of a count read-out).
+FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit", "mark")
 
 
 @njit(**_jit)
-def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold):
-    """One row of :func:`evsnn.engines.neurons.neuron_step` (``emit``) or ``integrate`` (not ``emit``), the same
-    operations in the same order; spike indices go to ``idx[b, :counts[b]]``, and ``current[b]`` is zeroed."""
-    mode, has_leak, use_held, strict, reset_zero, emit = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
-    n = v.shape[1]
+def _discrete_row(b, v, current, p, strict, reset_zero, idx):
+    """:func:`_general_row` for the converters' neurons (IF/LIF in the discrete form, no leak term, emitting):
+    the same operations in the same order without the branches on the flags, which the compiler does not hoist."""
     m = 0
     above = False
-    for i in range(n):
+    for i in range(v.shape[1]):
+        x = p[_BETA, i] * v[b, i] + current[b, i]
+        current[b, i] = 0
+        theta = p[_THETA, i]
+        fired = x > theta if strict else x >= theta
+        if fired:
+            x = p[_VRESET, i] if reset_zero else x - theta
+            idx[b, m] = i
+            m += 1
+        if x >= theta:
+            above = True
+        v[b, i] = x
+    return m, above
+
+
+@njit(**_jit)
+def _general_row(b, v, syn, current, held, p, flags, idx):
+    """One row of :func:`evsnn.engines.neurons.neuron_step` (``emit``) or ``integrate`` (not ``emit``), every kind
+    and form; returns the number of spikes (indices in ``idx[b]``) and whether any ``v >= threshold``."""
+    mode, has_leak, use_held, strict, reset_zero, emit = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+    m = 0
+    above = False
+    for i in range(v.shape[1]):
         cur = current[b, i]
         current[b, i] = 0
         if mode == MODE_THRESHOLD:
@@ -244,36 +278,54 @@ def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold):
         if x >= p[_THETA, i]:
             above = True
         v[b, i] = x
-    counts[b] = m
-    at_threshold[b] = above
+    return m, above
 
 
 @njit(**_jit)
-def _neuron_serial(v, syn, current, held, p, flags, idx, counts, at_threshold):
+def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
+    """One row of the fused step, the same operations in the same order as :mod:`evsnn.engines.neurons`; spike
+    indices go to ``idx[b, :counts[b]]``, their number also to ``record[b, t]`` and, with ``mark``, ones to
+    ``marks[b, t, idx]``; ``current[b]`` is zeroed."""
+    if flags[0] == MODE_DISCRETE and not flags[1] and flags[5]:
+        m, above = _discrete_row(b, v, current, p, flags[3], flags[4], idx)
+    else:
+        m, above = _general_row(b, v, syn, current, held, p, flags, idx)
+    counts[b] = m
+    at_threshold[b] = above
+    record[b, t] = m
+    if flags[6]:
+        for k in range(m):
+            marks[b, t, idx[b, k]] = 1
+
+
+@njit(**_jit)
+def _neuron_serial(v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     total = 0
     above = False
     for b in range(v.shape[0]):
-        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold)
+        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
         total += counts[b]
         above |= at_threshold[b]
     return total, above
 
 
 @njit(parallel=True, **_jit)
-def _neuron_parallel(v, syn, current, held, p, flags, idx, counts, at_threshold):
+def _neuron_parallel(v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     for b in prange(v.shape[0]):
-        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold)
+        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
     return counts.sum(), at_threshold.any()
 
 
-def neuron_step(parallel: bool, v, syn, current, held, p, flags, idx, counts, at_threshold) -> tuple[int, bool]:
+def neuron_step(parallel: bool, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks,
+                t) -> tuple[int, bool]:
     """Integrate, threshold, reset and emit one population in place (see :func:`_neuron_row`).
 
     ``v``, ``syn`` (the synaptic current; a dummy for the other modes), ``current`` (the impulses, zeroed
     here), ``held`` (the ODE form's held input; read when its flag is set): shape (batch, n). ``p``: the
     :data:`PARAM_ROWS` table, shape (10, n); ``flags``: :data:`FLAG_ROWS`. Writes ``idx``, ``counts`` and
-    ``at_threshold`` (any ``v >= threshold`` after the step, per row); returns the number of spikes and
-    whether any potential is at or above threshold.
+    ``at_threshold`` (any ``v >= threshold`` after the step, per row), the counts to column ``t`` of
+    ``record`` (batch, steps) and, if marking, ones to ``marks[:, t]`` (batch, steps, n); returns the
+    number of spikes and whether any potential is at or above threshold.
     """
     return (_neuron_parallel if parallel else _neuron_serial)(v, syn, current, held, p, flags, idx, counts,
-                                                              at_threshold)
+                                                              at_threshold, record, marks, t)
