@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and runs, for a smoke test")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs of the MLP (default: 2)")
-    parser.add_argument("--samples", type=int, default=384, help="evaluation images simulated (default: 384)")
+    parser.add_argument("--samples", type=int, default=2000, help="evaluation images simulated (default: 2000)")
     parser.add_argument("--select", type=int, default=128, help="selection (and evaluation) images of the sweep")
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration, the fastest is kept")
     args = parser.parse_args()
@@ -92,10 +92,10 @@ def main() -> None:
     net, _ = train_diehl("mlp", data.x_train, data.y_train, seed=0, epochs=args.epochs)
     model = evsnn.convert(net, input_shape=(1, 28, 28), norm="data", calibration=data.x_train[:1000])
     x = data.x_test[:args.samples]
-    run = dict(steps=100, encoding="poisson", batch_size=64)
+    run = dict(steps=100, encoding="poisson", batch_size=64, threads=1)  # one core: the serial run too
     sweep_args = dict(x_select=data.x_train[7000:7000 + args.select], y_select=data.y_train[7000:7000 + args.select],
                       calibration=data.x_train[:1000], x_eval=data.x_test[:args.select],
-                      y_eval=data.y_test[:args.select], steps=60, encoding="poisson", **GRID)
+                      y_eval=data.y_test[:args.select], steps=60, encoding="poisson", threads=1, **GRID)
     untimed = lambda r: dataclasses.replace(r, wall_time=0.0, setup_time=0.0)  # noqa: E731
 
     with tempfile.TemporaryDirectory() as tmp:

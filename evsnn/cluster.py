@@ -60,9 +60,17 @@ def ship(client: Any, value: Any) -> Any:
     keeps that task, so it is recomputed if the worker holding ``value`` is lost, and workers copy the result
     from each other.
     """
-    with warnings.catch_warnings():  # the large graph is one value, embedded once, as intended
-        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+    with large_graph_intended():  # the large graph is one value, embedded once, as intended
         return client.submit(_identity, value, pure=False)
+
+
+@contextmanager
+def large_graph_intended() -> Iterator[None]:
+    """Silence distributed's "Sending large graph" warning for data that must travel with its task (the model
+    in :func:`ship`; a simulate shard's input rows, which only its task needs)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        yield
 
 
 def _identity(value: Any) -> Any:

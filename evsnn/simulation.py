@@ -160,7 +160,7 @@ def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine
     merged parts are identical to a serial run's. Returns ``(parts, engine settings, seconds to ship the model,
     seconds from the first shard submitted to the last one back)``.
     """
-    from .cluster import check_client, ship, total_threads
+    from .cluster import check_client, large_graph_intended, ship, total_threads
 
     check_client(client, "simulate")
     from distributed import as_completed, wait
@@ -178,8 +178,14 @@ def _run_on_dask(client: Any, model: SpikingModel, encoded: EncodedInput, engine
     wait(shipped)
     setup_time = time.perf_counter() - start
     start = time.perf_counter()
-    futures = [client.submit(_run_shard, shipped, encoded.select(lo, hi), lo, engine, engine_kwargs, batch_size,
-                             record, pure=False) for lo, hi in zip(cuts, cuts[1:])]
+    # one shard per worker thread, placed explicitly: Dask would otherwise run every shard where the model is
+    # (data locality) and leave the other workers idle; any worker may still take a shard (a lost worker's)
+    places = [address for address, threads in client.nthreads().items() for _ in range(threads)]
+    with large_graph_intended():  # each shard's input rows travel with its task
+        futures = [client.submit(_run_shard, shipped, encoded.select(lo, hi), lo, engine, engine_kwargs, batch_size,
+                                 record, pure=False, workers=places[k % len(places)] if places else None,
+                                 allow_other_workers=True)
+                   for k, (lo, hi) in enumerate(zip(cuts, cuts[1:]))]
     try:
         with tqdm(total=n, desc=f"simulate ({engine}, Dask)", unit="sample", disable=not progress,
                   leave=False) as bar:

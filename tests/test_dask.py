@@ -75,6 +75,16 @@ def test_simulate_on_dask_equals_a_serial_run(client, encoding):
     assert dask.wall_time > 0 and dask.setup_time > 0
 
 
+def test_simulate_spreads_its_shards_over_the_workers(client):
+    """Dask runs a task where its inputs are, so without placement both shards ran beside the model, on one worker."""
+    model = event_everything()
+    x = np.random.default_rng(6).random((16, 2, 7, 7))
+    with distributed.get_task_stream(client) as stream:
+        evsnn.simulate(model, x, steps=5, batch_size=4, client=client)
+    shards = [task for task in stream.data if task["key"].startswith("_run_shard")]
+    assert len(shards) == 2 and len({task["worker"] for task in shards}) == 2
+
+
 def test_a_workers_error_is_raised_as_itself(client):
     srm = make_everything()  # the event engine refuses its SRM read-out on the worker
     with pytest.raises(EngineError, match="neuron kind 'srm' is not supported by engine 'event'"):
