@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,8 +125,11 @@ class EncodedInput:
                              "Use spikes() for spike encodings.")
         return self.scale * self.x[start:stop]
 
-    def spikes(self, start: int, stop: int) -> sp.csr_array:
+    def spikes(self, start: int, stop: int, *, threads: int = 1) -> sp.csr_array:
         """Input spikes of samples ``[start, stop)``, step-major.
+
+        ``threads`` draws the samples' Poisson spikes on that many threads (each sample has its own random
+        generator, so the spikes are the same for any number).
 
         Returns
         -------
@@ -140,7 +144,7 @@ class EncodedInput:
         InputError
             If the encoding is ``current``, or the range is invalid.
         """
-        raster = self._raster("spikes", start, stop)
+        raster = self._raster("spikes", start, stop, threads)
         rows, n = raster.shape[0] * raster.shape[1], self.n_inputs
         flat = np.flatnonzero(raster)  # C order: sorted by row, then column
         index_dtype = np.int32 if max(flat.size, n) < 2**31 else np.int64
@@ -188,8 +192,9 @@ class EncodedInput:
             raise InputError(f"EncodedInput.{method}: (start, stop) must be integers with "
                              f"0 <= start < stop <= {self.n_samples}, got ({start!r}, {stop!r}).")
 
-    def _raster(self, method: str, start: int, stop: int) -> np.ndarray:
-        """Boolean spikes of samples ``[start, stop)``, shape (steps, B, n_inputs)."""
+    def _raster(self, method: str, start: int, stop: int, threads: int = 1) -> np.ndarray:
+        """Boolean spikes of samples ``[start, stop)``, shape (steps, B, n_inputs); Poisson samples drawn on
+        ``threads`` threads (numpy's generators release the GIL while they fill an array)."""
         self._check_range(method, start, stop)
         if self.given is not None:
             return self.given[:, start:stop]
@@ -199,11 +204,20 @@ class EncodedInput:
         p = np.minimum(self.x[start:stop] * self.max_rate * self.dt, 1.0)  # clipped as encode() warned
         out = np.empty((self.steps, stop - start, self.n_inputs), dtype=bool)
         if self.encoding == "poisson":
-            draws = np.empty((self.steps, self.n_inputs))
-            for b in range(stop - start):
+            def draw(b: int, draws: np.ndarray) -> None:
                 rng = np.random.default_rng([self.seed, self.offset + start + b])
                 rng.random(out=draws)
                 np.less(draws, p[b], out=out[:, b])
+
+            workers = max(1, min(threads, stop - start))
+            buffers = [np.empty((self.steps, self.n_inputs)) for _ in range(workers)]
+            if workers == 1:
+                for b in range(stop - start):
+                    draw(b, buffers[0])
+            else:  # worker k draws samples k, k + workers, ... into its own buffer
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(lambda k: [draw(b, buffers[k]) for b in range(k, stop - start, workers)],
+                                  range(workers)))
         else:
             before = np.zeros_like(p)  # floor(0 * p)
             for t in range(self.steps):
