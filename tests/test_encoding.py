@@ -104,6 +104,17 @@ def test_poisson_batch_independence():
     np.testing.assert_array_equal(dense(encode(tiny(), x2, steps=40, seed=7), 2, 3)[0], full[2])
 
 
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_poisson_spikes_do_not_depend_on_threads(threads):
+    """Samples drawn on several threads (each with its own generator) give the one-thread spikes, in the same rows;
+    8 threads for 5 samples: more threads than samples."""
+    enc = encode(tiny(), batch(5), steps=40, seed=7)
+    one = enc.spikes(0, 5)
+    assert one.nnz > 0
+    assert (enc.spikes(0, 5, threads=threads) != one).nnz == 0
+    assert (enc.spikes(1, 4, threads=threads) != enc.spikes(1, 4)).nnz == 0
+
+
 @pytest.mark.parametrize("encoding", ["poisson", "regular"])
 def test_shorter_run_is_a_prefix(encoding):
     x = batch(3)

@@ -357,10 +357,8 @@ class EventEngine(Engine):
         analog_targets = set() if encoded.is_spiking else {pr.target for pr in self.outgoing[INPUT]}
         skippable = [quiet and p.name not in analog_targets for quiet, p in zip(self.quiet_without_input, pops)]
         if encoded.is_spiking:
-            in_spikes = encoded.spikes(start, stop, threads=self.threads)
-            in_indptr = in_spikes.indptr.astype(np.int64)
+            in_indptr, in_flat = encoded.spike_rows(start, stop, threads=self.threads)
             in_counts = np.diff(in_indptr)
-            in_flat = in_spikes.indices.astype(np.int64)
         else:
             x = encoded.current(start, stop)
             for pr in self.outgoing[INPUT]:
