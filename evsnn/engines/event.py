@@ -114,15 +114,6 @@ class _Delivery:
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         return {}
 
-    def tables(self, batch: int) -> tuple:
-        """The arguments of the operator's event kernel (:data:`evsnn.engines.kernels.DELIVERY_KERNELS`) between
-        the spikes and the target."""
-        raise NotImplementedError
-
-    def deliver_events(self, parallel, starts, counts, flat, out, count) -> None:
-        """The event kernel: the spikes' synapses added to ``out``, and their SOPs counted (``count``)."""
-        kernels.DELIVERY_KERNELS[self.op.kind][parallel](starts, counts, flat, *self.tables(out.shape[0]), out, *count)
-
 
 class _DenseDelivery(_Delivery):
     """Rows of ``W.T`` for each spike (compiled loop), or torch's matmul of the dense spike array."""
@@ -148,10 +139,7 @@ class _DenseDelivery(_Delivery):
             out += buf["product"]
             kernels.count_sops(starts, counts, flat, *count)
         else:
-            self.deliver_events(parallel, starts, counts, flat, out, count)
-
-    def tables(self, batch: int) -> tuple:
-        return (self.wt,)
+            kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out, *count)
 
 
 class _SparseDelivery(_Delivery):
@@ -167,10 +155,8 @@ class _SparseDelivery(_Delivery):
         return {"sums": np.zeros((batch, self.op.n_out), dtype=self.dtype)}
 
     def deliver(self, parallel, starts, counts, flat, dense, out, count) -> None:
-        self.deliver_events(parallel, starts, counts, flat, out, count)
-
-    def tables(self, batch: int) -> tuple:
-        return self.indptr, self.indices, self.data, self.buffer(batch)["sums"]
+        kernels.deliver_csr(parallel, starts, counts, flat, self.indptr, self.indices, self.data,
+                            self.buffer(out.shape[0])["sums"], out, *count)
 
 
 class _ConvDelivery(_Delivery):
@@ -232,11 +218,8 @@ class _ConvDelivery(_Delivery):
             out += current.numpy().reshape(batch, -1)
             kernels.count_sops(starts, counts, flat, *count)
         else:
-            self.deliver_events(parallel, starts, counts, flat, out, count)
-
-    def tables(self, batch: int) -> tuple:
-        return (self.hw, self.taps, self.start, self.length, self.tap, self.pos, self.kernel,
-                self.buffer(batch)["scatter"])
+            kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
+                                 self.tap, self.pos, self.kernel, self.buffer(batch)["scatter"], out, *count)
 
     def buffer_dense(self, batch: int) -> np.ndarray:
         buf = self.buffer(batch)
@@ -393,11 +376,9 @@ class EventEngine(Engine):
         flags = [step_flags(p, held is not None, not m, not m and i == self.output_index)
                  for i, (p, held, m) in enumerate(zip(self.params, held_input, membrane))]
 
-        # per spike source and projection: its delivery, event kernel and tables (called directly on event steps),
-        # target, delay, the spike limit of its dense path, and fan-out and SOP records (the kernels count the SOPs
-        # of the spikes they deliver)
-        routes = {source: [(self.deliveries[pr.name].deliver, kernels.DELIVERY_KERNELS[pr.op.kind][parallel],
-                            self.deliveries[pr.name].tables(batch), self.index[pr.target], pr.delay, limits[pr.name],
+        # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out and SOP records) per
+        # projection; the delivery counts the SOPs of the spikes it delivers
+        routes = {source: [(self.deliveries[pr.name].deliver, self.index[pr.target], pr.delay, limits[pr.name],
                             (*pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name])) for pr in projections]
                   for source, projections in self.outgoing.items() if source != INPUT or encoded.is_spiking}
         spike_counts = [out.spike_counts[p.name] for p in pops]
@@ -405,12 +386,9 @@ class EventEngine(Engine):
         marks = [out.output if f[kernels.FLAG_ROWS.index("mark")] else no_marks for f in flags]
 
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
-            for deliver, kernel, tables, j, delay, limit, counting in routes[source]:
+            for deliver, j, delay, limit, counting in routes[source]:
                 slot = (t + delay) % length
-                if total > limit:
-                    deliver(parallel, first, count, flat, True, ring[j][slot], (*counting, t))
-                else:
-                    kernel(first, count, flat, *tables, ring[j][slot], *counting, t)
+                deliver(parallel, first, count, flat, total > limit, ring[j][slot], (*counting, t))
                 pending[j][slot] = True
 
         # the fused step's arguments after (parallel, v, syn, impulses): the held input, the tables, the outputs
@@ -419,7 +397,6 @@ class EventEngine(Engine):
         syn = [st.v if st.i is None else st.i for st in states]  # the synaptic current (a dummy without one)
         bias = self.bias
         recorded = [p.name in out.rasters for p in pops]
-        step = kernels.NEURON_KERNELS[parallel]
         spiking = encoded.is_spiking
         for t in range(steps):
             slot = t % length
@@ -443,7 +420,7 @@ class EventEngine(Engine):
                 if bias[i] is not None:
                     into += bias[i]
                 v = states[i].v
-                total, above = step(v, syn[i], current, *step_args[i], t)
+                total, above = kernels.neuron_step(parallel, v, syn[i], current, *step_args[i], t)
                 if membrane[i]:
                     out.output[:, t] = v
                 else:

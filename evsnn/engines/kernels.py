@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "DELIVERY_KERNELS",
-           "NEURON_KERNELS", "neuron_step", "PARAM_ROWS", "FLAG_ROWS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA", "MODE_THRESHOLD"]
+__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops",
+           "neuron_step", "PARAM_ROWS", "FLAG_ROWS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA", "MODE_THRESHOLD"]
 
 _jit = dict(cache=True, nogil=True)
 
@@ -161,34 +161,27 @@ def _fill_dense_parallel(starts, counts, flat, dense):
         _fill_row(b, starts, counts, flat, dense)
 
 
-#: The compiled delivery of each operator kind, ``[kind][parallel]``, called as
-#: ``kernel(starts, counts, flat, *tables, out, synapses, connections, sops, nominal, t)``; the event engine calls
-#: them directly, once per projection and step, where a Python wrapper would add to the cost of every step.
-DELIVERY_KERNELS = {"dense": (_deliver_dense_serial, _deliver_dense_parallel),
-                    "conv2d": (_deliver_conv_serial, _deliver_conv_parallel),
-                    "sparse": (_deliver_csr_serial, _deliver_csr_parallel)}
-
-
 def deliver_dense(parallel: bool, starts, counts, flat, wt, out, *count) -> None:
     """``out[b] += sum of wt[j]`` over row ``b``'s spikes ``j`` (``wt``: ``W.T``, shape ``(n_in, n_out)``).
 
     Every delivery also counts the SOPs of its spikes: ``count`` is :func:`count_sops`'s
     ``(synapses, connections, sops, nominal, t)``."""
-    DELIVERY_KERNELS["dense"][parallel](starts, counts, flat, wt, out, *count)
+    (_deliver_dense_parallel if parallel else _deliver_dense_serial)(starts, counts, flat, wt, out, *count)
 
 
 def deliver_conv(parallel: bool, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out,
                  *count) -> None:
     """Event scatter of a convolution kernel (the tables of :class:`evsnn.engines.event._ConvDelivery`); SOPs
     counted as in :func:`deliver_dense`."""
-    DELIVERY_KERNELS["conv2d"][parallel](starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out,
-                                         *count)
+    (_deliver_conv_parallel if parallel else _deliver_conv_serial)(
+        starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, *count)
 
 
 def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf, out, *count) -> None:
     """``out[b] += S[b] @ W.T`` with ``W.T`` in CSR (``indptr``, ``indices``, ``data``), row ``j``: neuron j's
     targets; SOPs counted as in :func:`deliver_dense`."""
-    DELIVERY_KERNELS["sparse"][parallel](starts, counts, flat, indptr, indices, data, buf, out, *count)
+    (_deliver_csr_parallel if parallel else _deliver_csr_serial)(starts, counts, flat, indptr, indices, data, buf,
+                                                                 out, *count)
 
 
 def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
@@ -334,9 +327,5 @@ def neuron_step(parallel: bool, v, syn, current, held, p, flags, idx, counts, at
     ``record`` (batch, steps) and, if marking, ones to ``marks[:, t]`` (batch, steps, n); returns the
     number of spikes and whether any potential is at or above threshold.
     """
-    return NEURON_KERNELS[parallel](v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
-
-
-#: The compiled fused step, ``[parallel]``, with :func:`neuron_step`'s arguments after ``parallel`` (the event
-#: engine calls it directly, as it does :data:`DELIVERY_KERNELS`).
-NEURON_KERNELS = (_neuron_serial, _neuron_parallel)
+    return (_neuron_parallel if parallel else _neuron_serial)(v, syn, current, held, p, flags, idx, counts,
+                                                              at_threshold, record, marks, t)
