@@ -210,20 +210,20 @@ class EncodedInput:
         p = np.minimum(self.x[start:stop] * self.max_rate * self.dt, 1.0)  # clipped as encode() warned
         out = np.empty((self.steps, stop - start, self.n_inputs), dtype=bool)
         if self.encoding == "poisson":
-            def draw(b: int, draws: np.ndarray) -> None:
-                rng = np.random.default_rng([self.seed, self.offset + start + b])
-                rng.random(out=draws)
-                np.less(draws, p[b], out=out[:, b])
-
             workers = max(1, min(threads, stop - start))
-            buffers = [np.empty((self.steps, self.n_inputs)) for _ in range(workers)]
+
+            def draw_every(k: int) -> None:
+                """Samples k, k + workers, ...: each from its own generator, into one buffer of draws."""
+                draws = np.empty((self.steps, self.n_inputs))
+                for b in range(k, stop - start, workers):
+                    np.random.default_rng([self.seed, self.offset + start + b]).random(out=draws)
+                    np.less(draws, p[b], out=out[:, b])
+
             if workers == 1:
-                for b in range(stop - start):
-                    draw(b, buffers[0])
-            else:  # worker k draws samples k, k + workers, ... into its own buffer
+                draw_every(0)
+            else:
                 with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda k: [draw(b, buffers[k]) for b in range(k, stop - start, workers)],
-                                  range(workers)))
+                    list(pool.map(draw_every, range(workers)))
         else:
             before = np.zeros_like(p)  # floor(0 * p)
             for t in range(self.steps):

@@ -373,8 +373,9 @@ class EventEngine(Engine):
         held_input = [np.zeros((batch, n), dtype=dtype) if p.ode and (analog[i] or self.bias[i] is not None) else None
                       for i, (p, n) in enumerate(zip(self.params, sizes))]
         membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
-        flags = [step_flags(p, held is not None, not m, not m and i == self.output_index)
-                 for i, (p, held, m) in enumerate(zip(self.params, held_input, membrane))]
+        marking = [not self.membrane and i == self.output_index for i in range(len(pops))]  # spikes are the output
+        flags = [step_flags(p, held is not None, not m, mark)
+                 for p, held, m, mark in zip(self.params, held_input, membrane, marking)]
 
         # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out and SOP records) per
         # projection; the delivery counts the SOPs of the spikes it delivers
@@ -383,7 +384,7 @@ class EventEngine(Engine):
                   for source, projections in self.outgoing.items() if source != INPUT or encoded.is_spiking}
         spike_counts = [out.spike_counts[p.name] for p in pops]
         no_marks = np.zeros((1, 1, 1), dtype=np.int64)
-        marks = [out.output if f[kernels.FLAG_ROWS.index("mark")] else no_marks for f in flags]
+        marks = [out.output if mark else no_marks for mark in marking]
 
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
             for deliver, j, delay, limit, counting in routes[source]:
@@ -434,6 +435,7 @@ class EventEngine(Engine):
                         may_fire[i] = above
                 pending[i][slot] = False
         return out
+
 
 def step_flags(p: NeuronParams, held: bool, emit: bool, mark: bool = False) -> np.ndarray:
     """The :data:`evsnn.engines.kernels.FLAG_ROWS` of a population (``held``: it reads held input; ``emit``: it

@@ -97,14 +97,16 @@ def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel
 
 
 @njit(**_jit)
-def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses, connections, sops, nominal, t):
+def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
+                         connections, sops, nominal, t):
     for b in range(out.shape[0]):
         _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(parallel=True, **_jit)
-def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses, connections, sops, nominal, t):
+def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
+                           connections, sops, nominal, t):
     for b in prange(out.shape[0]):
         _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
@@ -128,14 +130,16 @@ def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
 
 
 @njit(**_jit)
-def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal, t):
+def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal,
+                        t):
     for b in range(out.shape[0]):
         _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
 @njit(parallel=True, **_jit)
-def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal, t):
+def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops,
+                          nominal, t):
     for b in prange(out.shape[0]):
         _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
@@ -216,6 +220,16 @@ FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit", "mark")
 
 
 @njit(**_jit)
+def _threshold(x, theta, v_reset, strict, reset_zero):
+    """Whether a potential ``x`` fires at ``theta`` (``>`` if ``strict``, else ``>=``), and ``x`` after the reset
+    (to ``v_reset``, or ``theta`` subtracted): the one threshold rule of both row loops."""
+    fired = x > theta if strict else x >= theta
+    if fired:
+        x = v_reset if reset_zero else x - theta
+    return fired, x
+
+
+@njit(**_jit)
 def _discrete_row(b, v, current, p, strict, reset_zero, idx):
     """:func:`_general_row` for the converters' neurons (IF/LIF in the discrete form, no leak term, emitting):
     the same operations in the same order without the branches on the flags, which the compiler does not hoist."""
@@ -225,9 +239,8 @@ def _discrete_row(b, v, current, p, strict, reset_zero, idx):
         x = p[_BETA, i] * v[b, i] + current[b, i]
         current[b, i] = 0
         theta = p[_THETA, i]
-        fired = x > theta if strict else x >= theta
+        fired, x = _threshold(x, theta, p[_VRESET, i], strict, reset_zero)
         if fired:
-            x = p[_VRESET, i] if reset_zero else x - theta
             idx[b, m] = i
             m += 1
         if x >= theta:
@@ -269,10 +282,8 @@ def _general_row(b, v, syn, current, held, p, flags, idx):
                     x = x + p[_GA, i] * held[b, i]
                 x = x + p[_GS, i] * cur
         if emit:
-            theta = p[_THETA, i]
-            fired = x > theta if strict else x >= theta
+            fired, x = _threshold(x, p[_THETA, i], p[_VRESET, i], strict, reset_zero)
             if fired:
-                x = p[_VRESET, i] if reset_zero else x - theta
                 idx[b, m] = i
                 m += 1
         if x >= p[_THETA, i]:
