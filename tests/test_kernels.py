@@ -216,6 +216,21 @@ def assert_sops_of_the_spikes(op, mask, sops, nominal) -> None:
     assert not sops[:, [0, 2]].any() and not nominal[:, [0, 2]].any()
 
 
+def test_a_conv_that_reaches_only_padding_is_never_delivered_densely():
+    """A 1x1 kernel at stride 2 on one pixel padded by 1 reads only padding: zero connections (found by the random
+    models of test_event_engine, where the crossover divided by them)."""
+    op = Conv2d(np.full((1, 1, 1, 1), 0.5), input_shape=(1, 1, 1), stride=2, padding=1)
+    assert op.n_connections() == 0 and op.out_shape == (1, 2, 2)
+    assert _ConvDelivery(op, np.dtype("float32"), None).dense_limit(64) == np.inf
+    from evsnn import InputSpec, SpikingModel, simulate
+
+    model = SpikingModel(input=InputSpec((1, 1, 1), encoding="poisson"),
+                         populations=[Population("out", (1, 2, 2), NeuronSpec(threshold=0.4))],
+                         projections=[Projection("p", "input", "out", op)])
+    result = simulate(model, np.ones((8, 1, 1, 1)), steps=5, batch_size=8)
+    assert result.total_sops().sum() == 0 and result.spike_counts["out"].sum() == 0
+
+
 def test_sop_count_is_the_fan_out_rule():
     op = OPS["conv"]
     rng = np.random.default_rng(7)

@@ -103,6 +103,8 @@ class _Delivery:
             return np.inf
         if self.dense_above is not None:
             return self.dense_above * batch * self.op.n_in if batch >= 8 else np.inf
+        if not self.op.n_connections():  # e.g. a strided conv that only reaches padding: nothing to deliver
+            return np.inf
         density = blas_cost_ratio(self.op.kind, batch) * self.macs / self.op.n_connections()
         return density * batch * self.op.n_in if density < 1 else np.inf
 
