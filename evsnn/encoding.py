@@ -159,6 +159,11 @@ class EncodedInput:
         np.cumsum(raster.reshape(rows, n).sum(axis=1), out=indptr[1:])
         return indptr, flat % n
 
+    def raster(self, start: int, stop: int, *, threads: int = 1) -> np.ndarray:
+        """The spikes of :meth:`spikes` as a dense bool array of shape (steps, stop - start, n_inputs) (what a
+        timestep simulator steps through; read-only where the spikes were given)."""
+        return self._raster("raster", start, stop, threads)
+
     def spike_events(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The spikes of :meth:`spikes` as events (NIR ``EventData`` style).
 

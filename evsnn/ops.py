@@ -87,6 +87,11 @@ class _Operator(BitExact):
             object.__setattr__(self, "_fan_out_cache", cached)
         return cached
 
+    def input_macs(self, x: np.ndarray) -> np.ndarray:
+        """Multiply-accumulates of analog input ``x`` (batch, n_in) through this operator, per sample: each
+        non-zero input value times its synapses (every engine's count for the ``current`` encoding, every step)."""
+        return (np.asarray(x) != 0) @ self.fan_out()[0]
+
 
 @dataclass(frozen=True, eq=False)
 class Dense(_Operator):

@@ -16,7 +16,8 @@ import torch
 from evsnn import Conv2d, Dense, NeuronSpec, Population, Sparse
 from evsnn.engines import kernels
 from evsnn.engines.event import (EVENT_KINDS, _ConvDelivery, _delivery, _DenseDelivery, _param_table, _SparseDelivery,
-                                 pool_factorization, step_flags)
+                                 step_flags)
+from evsnn.engines.torch_ops import pool_factorization
 from evsnn.engines.neurons import NeuronParams, initial_state, integrate, neuron_step
 from evsnn.model import Projection
 
@@ -176,7 +177,8 @@ def test_a_pooling_folded_into_a_conv_is_recognized_and_only_then():
 
     import evsnn
 
-    assert pool_factorization(OPS["conv pooled"]) and _ConvDelivery(OPS["conv pooled"], np.dtype("float32"), None).pooled
+    assert pool_factorization(OPS["conv pooled"])
+    assert _ConvDelivery(OPS["conv pooled"], np.dtype("float32"), None).product.pooled
     assert not pool_factorization(OPS["conv"]) and not pool_factorization(OPS["conv folded"])
     w = OPS["conv pooled"].weight.copy()
     w[1, 0, 0, 1] += 1e-9  # one tap off its block's value
@@ -190,7 +192,7 @@ def test_a_pooling_folded_into_a_conv_is_recognized_and_only_then():
     folded = model.projections[1].op
     assert folded.stride == (2, 2) and folded.weight.shape[2:] == (6, 6)
     delivery = _ConvDelivery(folded, np.dtype("float32"), None)
-    assert delivery.pooled and delivery.macs == folded.n_out * 4 * 9 + folded.n_in
+    assert delivery.product.pooled and delivery.macs == folded.n_out * 4 * 9 + folded.n_in
 
 
 def test_crossover_is_per_projection_and_dense_above_overrides_it():

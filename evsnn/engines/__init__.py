@@ -14,8 +14,8 @@ from ..errors import DependencyError, EngineError
 __all__ = ["register_engine", "get_engine", "available_engines"]
 
 _ENGINES: dict[str, type] = {}
-#: Built-in engines imported on first request (``import evsnn`` must not import brian2, which is slow).
-_LAZY = {"brian2": "evsnn.engines.brian2"}
+#: Built-in engines imported on first request (``import evsnn`` must not import brian2 or torch, which are slow).
+_LAZY = {"brian2": "evsnn.engines.brian2", "torch": "evsnn.engines.timestep"}
 
 
 def register_engine(name: str, cls: type) -> None:

@@ -646,7 +646,7 @@ class Brian2Engine(Engine):
             currents = {}
             for _, _, pr in built.analog:
                 currents[pr.name] = pr.op.forward(x.astype(dtype)).astype(dtype)
-                out.input_macs[pr.name][:] = ((x != 0) @ pr.op.fan_out()[0])[:, None]
+                out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]
         spike_fed = [pr for pr in model.projections if pr.name in out.sops and pr.source in built.spike_monitors]
 
         for b in range(batch):

@@ -28,7 +28,7 @@ torch's matmul / conv2d of the dense spike array instead: above the
 projection's crossover (:func:`blas_cost_ratio` times its dense MACs per
 connection), or above ``dense_above`` at batch >= 8 when that is given. A
 conv2d that is an average pooling folded into the conv after it
-(:func:`pool_factorization`) pools first there, with a quarter of the MACs
+(:func:`~evsnn.engines.torch_ops.pool_factorization`) pools first there, with a quarter of the MACs
 for a 2x2 pool.
 
 SOPs are counted from the spikes, never from the kernel that delivered them:
@@ -64,6 +64,7 @@ from . import register_engine
 from .base import BatchOutput, Engine
 from . import kernels
 from .neurons import NeuronParams, NeuronState, initial_state
+from .torch_ops import TorchOperator, dense_macs
 
 __all__ = ["EventEngine"]
 
@@ -124,8 +125,9 @@ class _DenseDelivery(_Delivery):
 
     def __init__(self, op: Dense, dtype: np.dtype, dense_above: float | None):
         super().__init__(op, dtype, dense_above)
-        self.wt = np.array(op.weight.T, dtype=dtype, order="C")  # (n_in, n_out), writable (torch's matmul)
-        self.macs = op.n_in * op.n_out
+        self.product = TorchOperator(op, dtype=_torch_dtype(dtype))  # dense steps
+        self.wt = self.product.weight_t.numpy()  # (n_in, n_out), the same memory, for the event kernel
+        self.macs = dense_macs(op)
 
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         n_in, n_out = self.wt.shape
@@ -137,7 +139,7 @@ class _DenseDelivery(_Delivery):
 
             buf = self.buffer(out.shape[0])
             kernels.fill_dense(parallel, starts, counts, flat, buf["spikes"])
-            torch.mm(torch.from_numpy(buf["spikes"]), torch.from_numpy(self.wt), out=torch.from_numpy(buf["product"]))
+            self.product(torch.from_numpy(buf["spikes"]), out=torch.from_numpy(buf["product"]))
             out += buf["product"]
             kernels.count_sops(starts, counts, flat, *count)
         else:
@@ -180,7 +182,6 @@ class _ConvDelivery(_Delivery):
         _, oh, ow = op.out_shape
         (ph, pw), (sh, sw) = op.padding, op.stride
         self.c_out, self.hw, self.ohw, self.taps = c_out, h * w, oh * ow, kh * kw
-        self.macs = op.n_out * c_in * kh * kw
         rows, cols = op.reach()
         # (pixel y, pixel x, ky, kx) of every pair, in that order; the output position follows from the tap
         y, x, ky, kx = np.nonzero(rows[:, None, :, None] & cols[None, :, None, :])
@@ -190,13 +191,8 @@ class _ConvDelivery(_Delivery):
         self.pos = (((y + ph - ky) // sh) * ow + (x + pw - kx) // sw).astype(np.int64)
         # kernel[(c, tap), o] = W[o, c, ky, kx]
         self.kernel = np.ascontiguousarray(op.weight.reshape(c_out, c_in * kh * kw).T, dtype=dtype)
-        # dense steps: torch's conv2d, of the pooled spikes where the kernel is an average pooling folded into a conv
-        self.pooled = pool_factorization(op)
-        if not self.pooled:
-            self.weight = np.array(op.weight, dtype=dtype, order="C")  # a writable copy for torch's conv2d
-        else:
-            self.weight = np.array(op.weight[:, :, ::sh, ::sw], dtype=dtype, order="C")  # one tap per block
-            self.macs = op.n_out * c_in * (kh // sh) * (kw // sw) + op.n_in  # the smaller conv and the pooling's adds
+        self.product = TorchOperator(op, dtype=_torch_dtype(dtype))  # dense steps (pooled first where it can)
+        self.macs = dense_macs(op)
 
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         return {"scatter": np.zeros((batch, self.ohw, self.c_out), dtype=self.dtype)}
@@ -205,19 +201,10 @@ class _ConvDelivery(_Delivery):
         batch = out.shape[0]
         if dense:
             import torch
-            import torch.nn.functional as F
 
             spikes = self.buffer_dense(batch)
             kernels.fill_dense(parallel, starts, counts, flat, spikes)
-            x = torch.from_numpy(spikes).view(batch, *self.op.input_shape)
-            if not self.pooled:
-                current = F.conv2d(x, torch.from_numpy(self.weight), stride=self.op.stride, padding=self.op.padding)
-            else:  # sum pooling of the padded spikes (exact: counts), then one tap per block at stride 1
-                (ph, pw) = self.op.padding
-                padded = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
-                pooled = F.avg_pool2d(padded, self.op.stride, divisor_override=1)
-                current = F.conv2d(pooled, torch.from_numpy(self.weight))
-            out += current.numpy().reshape(batch, -1)
+            out += self.product(torch.from_numpy(spikes)).numpy()
             kernels.count_sops(starts, counts, flat, *count)
         else:
             kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
@@ -230,20 +217,10 @@ class _ConvDelivery(_Delivery):
         return buf["spikes"]
 
 
-def pool_factorization(op: Conv2d) -> bool:
-    """Whether ``op`` is an average pooling (window = stride) folded into a convolution after it: stride ``s > 1``
-    on an axis, a kernel size that is a multiple of ``s``, and the kernel constant over each ``s x s`` block.
+def _torch_dtype(dtype: np.dtype):
+    import torch
 
-    Then ``op(x) = conv(sum_pool_s(pad(x)), W[:, :, ::s, ::s])`` at stride 1, with ``1 / s`` of the taps per
-    axis (the converters fold ``AvgPool2d`` followed by ``Conv2d`` into exactly this; docs/design.md,
-    "Engines"): every window of ``op`` covers whole blocks of the padded input, which the floor pooling keeps.
-    """
-    (sh, sw) = op.stride
-    _, _, kh, kw = op.weight.shape
-    if (sh, sw) == (1, 1) or kh % sh or kw % sw:
-        return False
-    block = np.repeat(np.repeat(op.weight[:, :, ::sh, ::sw], sh, axis=2), sw, axis=3)
-    return bool(np.array_equal(block, op.weight))
+    return getattr(torch, dtype.name)
 
 
 def _delivery(pr: Projection, dtype: np.dtype, dense_above: float | None) -> _Delivery:
@@ -368,8 +345,7 @@ class EventEngine(Engine):
                 with one_blas_thread():  # the same sums whatever `threads` is
                     current = pr.op.forward(x.astype(dtype)).astype(dtype)
                 analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
-                macs = (x != 0) @ pr.op.fan_out()[0]  # per sample, the same every step
-                out.input_macs[pr.name][:] = macs[:, None]
+                out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]  # per sample, the same every step
 
         # the ODE form holds analog input and bias over the step, in a buffer of its own
         held_input = [np.zeros((batch, n), dtype=dtype) if p.ode and (analog[i] or self.bias[i] is not None) else None

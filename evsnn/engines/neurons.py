@@ -1,10 +1,13 @@
 r"""Neuron dynamics as pure step functions over numpy arrays.
 
-One formula for every engine that steps time (the event engine here, the
-torch timestep engine later), so that the Brian2 reference has only one
+One formula for every engine that steps time (the event engine compiles the
+same operations; the torch timestep engine runs these functions on tensors,
+under autograd when it trains), so that the Brian2 reference has only one
 thing to be checked against; and one derivation of the per-population
 constants (:class:`NeuronParams`), which the Brian2 engine writes into its
-equations. No I/O, no globals, no mutation.
+equations. The step functions take numpy arrays or torch tensors (the
+parameters of :meth:`NeuronParams.to_torch`) and use only operations both
+have. No I/O, no globals, no mutation.
 
 One step of length ``dt`` for a population. The *discrete form* (what the
 converters produce) adds its input current :math:`I` (spikes, analog input
@@ -38,6 +41,7 @@ Threshold and reset follow as above (``v > θ`` where ``strict_threshold``).
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -111,6 +115,11 @@ class NeuronParams:
     syn_to_v: Value | None = None
     tau_syn: float | None = None  # SRM kernel time constants, seconds
     tau_refr: float | None = None
+    leaky: bool = True  # whether beta differs from 1 anywhere (else v is not multiplied)
+
+    #: The fields that hold values (a scalar or one per neuron); the others are flags and names.
+    VALUES = ("beta", "threshold", "v_reset", "v_init", "leak", "spike_gain", "analog_gain", "alpha",
+              "syn_spike_gain", "syn_analog_gain", "syn_to_v")
 
     @classmethod
     def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str, dt: float,
@@ -153,8 +162,18 @@ class NeuronParams:
             leak=leak,
             tau_syn=spec.tau_syn if spec.kind == "srm" else None,
             tau_refr=spec.tau_refr,
+            leaky=bool(np.any(beta64 != 1)),
             **values,
         )
+
+    def to_torch(self, device: object = "cpu") -> "NeuronParams":
+        """The same parameters as torch tensors on ``device`` (0-d for scalars), for the torch timestep engine:
+        the values keep their dtype, so the step functions compute the same bits on numpy and torch."""
+        import torch
+
+        values = {name: getattr(self, name) for name in self.VALUES}
+        tensors = {name: None if v is None else torch.as_tensor(np.array(v), device=device) for name, v in values.items()}
+        return dataclasses.replace(self, **tensors)
 
 
 class NeuronState(NamedTuple):
@@ -163,7 +182,13 @@ class NeuronState(NamedTuple):
 
 
 def initial_state(p: NeuronParams, batch: int, n: int, dtype: np.dtype) -> NeuronState:
-    """State at the start of a run: ``v = v_init_fraction * threshold``, synaptic current 0."""
+    """State at the start of a run: ``v = v_init_fraction * threshold``, synaptic current 0 (torch tensors on the
+    parameters' device where ``p`` is :meth:`NeuronParams.to_torch`'s)."""
+    if not isinstance(p.v_init, (np.ndarray, np.generic)):  # torch
+        import torch
+
+        v = torch.broadcast_to(p.v_init, (batch, n)).clone()
+        return NeuronState(v=v, i=None if p.alpha is None else torch.zeros_like(v))
     v = np.broadcast_to(np.asarray(p.v_init, dtype=dtype), (batch, n)).copy()
     return NeuronState(v=v, i=None if p.alpha is None else np.zeros((batch, n), dtype=dtype))
 
@@ -177,11 +202,11 @@ def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams,
     input and bias), ``None`` for none.
     """
     if p.kind == "threshold":  # stateless: the step's input is the potential
-        return NeuronState(v=current.copy())
+        return NeuronState(v=current + 0)  # a new array (numpy or torch), the same values
     if not p.ode:
-        v = state.v + current if np.all(p.beta == 1) else p.beta * state.v + current
+        v = p.beta * state.v + current if p.leaky else state.v + current
         return NeuronState(v=v if p.leak is None else v + p.leak)
-    v = state.v if np.all(p.beta == 1) else p.beta * state.v
+    v = p.beta * state.v if p.leaky else state.v
     if p.leak is not None:
         v = v + p.leak
     if p.alpha is not None:
@@ -197,7 +222,7 @@ def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams,
 
 
 def neuron_step(state: NeuronState, current: np.ndarray, p: NeuronParams,
-                analog: np.ndarray | None = None) -> tuple[np.ndarray, NeuronState]:
+                analog: np.ndarray | None = None, spike_fn=None) -> tuple[np.ndarray, NeuronState]:
     """Advance one population by one step; return ``(spiked, new_state)``.
 
     Parameters
@@ -210,17 +235,26 @@ def neuron_step(state: NeuronState, current: np.ndarray, p: NeuronParams,
     p : NeuronParams
     analog : array, shape (batch, n), optional
         ODE form: input held over the step (analog input plus bias).
+    spike_fn : callable, optional
+        ``spike_fn(v, p)`` returns the spikes (a float tensor of 0 and 1 whose
+        gradient is a surrogate, for training); default: the comparison with
+        the threshold, as a bool array.
 
     Returns
     -------
-    spiked : bool array, shape (batch, n)
+    spiked : bool array (or spike_fn's), shape (batch, n)
     new_state : NeuronState
     """
     new = integrate(state, current, p, analog)
     v = new.v
-    spiked = v > p.threshold if p.strict else v >= p.threshold
+    if spike_fn is not None:
+        spiked = spike_fn(v, p)
+    else:
+        spiked = v > p.threshold if p.strict else v >= p.threshold
     if p.reset == "subtract":
         v = v - spiked * p.threshold
-    else:
+    elif isinstance(v, np.ndarray):
         v = np.where(spiked, p.v_reset, v)
+    else:  # torch; v_reset where spiked, with the spike's gradient
+        v = v + spiked * (p.v_reset - v) if spike_fn is not None else v.where(~spiked, p.v_reset)
     return spiked, new._replace(v=v)

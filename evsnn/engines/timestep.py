@@ -1,0 +1,302 @@
+"""The torch timestep engine: every population updated at every step, batched, on the CPU or a GPU.
+
+The kind of simulator most of the field uses (SpikingJelly, snnTorch, sinabs
+and Norse are torch timestep loops), and the one direct training runs on. Its
+dynamics are a pure step function over explicit state
+(:meth:`TimestepNetwork.step`, Norse's parameters/state split): the neuron
+update is :func:`evsnn.engines.neurons.neuron_step` itself, run on tensors,
+and the products are :class:`~evsnn.engines.torch_ops.TorchOperator`'s (the
+ones the event engine uses on its dense steps), so there is no second copy
+of the dynamics to keep in step with the event engine and Brian2.
+
+Per step ``t`` and population, in model order (docs/design.md, "Time and
+update order"): the spike input due at ``t`` is summed over the incoming
+projections in the order the event engine adds them into its ring buffer
+(earliest emission first, i.e. largest delay first; then the input before
+the populations, in model order; then projection order), then the analog
+input and the bias are added; then integrate, threshold, reset. A spike of
+step ``t`` is read by a projection of delay ``d`` at step ``t + d`` from the
+source's recent spikes, which the state keeps.
+
+SOPs are counted from the spikes with :meth:`~evsnn.ops.Dense.fan_out`, the
+one rule every engine shares, at the step a spike is emitted, exactly (in
+float64 whatever the engine's dtype). The products sum in torch's order, not
+the event engine's: in float64 the two agree spike for spike except where a
+potential lands within rounding of its threshold; ``evsnn.validate`` reports
+float32 differences.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from ..encoding import EncodedInput
+from ..errors import EngineError
+from ..model import INPUT, SpikingModel
+from ..ops import Conv2d, Dense
+from . import register_engine
+from .base import BatchOutput, Engine
+from .neurons import NeuronParams, NeuronState, initial_state, integrate, neuron_step
+from .torch_ops import TorchOperator
+
+__all__ = ["TorchEngine", "TimestepNetwork", "NetworkState", "TORCH_KINDS"]
+
+#: Neuron kinds the torch engine integrates (those of the event engine).
+TORCH_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i", "threshold")
+
+
+class NetworkState(NamedTuple):
+    """What a network carries from one step to the next."""
+
+    neurons: tuple[NeuronState, ...]  # per population, in model order
+    #: per spike source (the input, then the populations), its spikes of the last steps, newest first, as many as
+    #: its longest outgoing delay
+    past: tuple[tuple[torch.Tensor, ...], ...]
+
+
+class TimestepNetwork:
+    """A :class:`~evsnn.SpikingModel` as torch tensors on one device, and its step function.
+
+    Parameters
+    ----------
+    model : SpikingModel
+    dtype : numpy dtype (float32 or float64)
+    device : torch.device
+    """
+
+    def __init__(self, model: SpikingModel, *, dtype: np.dtype, device: torch.device):
+        self.model, self.device = model, device
+        self.torch_dtype = getattr(torch, np.dtype(dtype).name)
+        self.params = [NeuronParams.from_population(p, np.dtype(dtype), engine="torch", dt=model.dt,
+                                                    kinds=TORCH_KINDS).to_torch(device)
+                       for p in model.populations]
+        self.sizes = [p.size for p in model.populations]
+        self.index = {p.name: i for i, p in enumerate(model.populations)}
+        self.products = {pr.name: TorchOperator(pr.op, device=device, dtype=self.torch_dtype)
+                         for pr in model.projections}
+        self.bias = [None if p.bias is None else torch.as_tensor(np.array(p.bias.reshape(-1)), device=device).to(self.torch_dtype)
+                     for p in model.populations]
+        self.output_index = self.index[model.output]
+        self.membrane = model.readout == "membrane"
+        rank = {INPUT: -1, **self.index}
+        order = {pr.name: k for k, pr in enumerate(model.projections)}
+        # the spike input of each population, in the event engine's summation order (module docstring)
+        self.incoming = [sorted((pr for pr in model.projections if pr.target == p.name),
+                                key=lambda pr: (-pr.delay, rank[pr.source], order[pr.name]))
+                         for p in model.populations]
+        self.sources = [INPUT, *self.index]
+        self.source_index = {name: k for k, name in enumerate(self.sources)}
+        self.history = {name: max((pr.delay for pr in model.projections if pr.source == name), default=0)
+                        for name in self.sources}
+
+    def initial_state(self, batch: int) -> NetworkState:
+        """Every population at its initial potential, no spikes in the past."""
+        return NetworkState(neurons=tuple(initial_state(p, batch, n, None) for p, n in zip(self.params, self.sizes)),
+                            past=tuple(() for _ in self.sources))
+
+    def analog_input(self, x: torch.Tensor) -> list[list[tuple[int, torch.Tensor]]]:
+        """Per population, ``(delay, current)`` of each analog input projection (the ``current`` encoding):
+        ``x`` (batch, n_inputs) through the projection, added at every step from ``delay`` on."""
+        analog: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.sizes]
+        for pr in self.model.projections:
+            if pr.source == INPUT:
+                analog[self.index[pr.target]].append((pr.delay, self.products[pr.name](x)))
+        return analog
+
+    def step(self, state: NetworkState, t: int, input_spikes: torch.Tensor | None = None,
+             analog: list[list[tuple[int, torch.Tensor]]] | None = None,
+             spike_fn: Callable | None = None) -> tuple[NetworkState, list[torch.Tensor]]:
+        """Advance every population by one step (a pure function: ``state`` is not modified).
+
+        Parameters
+        ----------
+        state : NetworkState
+        t : int
+            The step (analog input reaches a population from step ``delay`` on).
+        input_spikes : tensor (batch, n_inputs) of the network's dtype, optional
+            The input's spikes at ``t`` (spike encodings).
+        analog : list, optional
+            :meth:`analog_input` (the ``current`` encoding).
+        spike_fn : callable, optional
+            ``spike_fn(v, params)``: spikes with a surrogate gradient (training); default the threshold test.
+
+        Returns
+        -------
+        state : NetworkState
+        emitted : list of tensors (batch, n)
+            Per population, its spikes at ``t`` (bool, or ``spike_fn``'s); the membrane read-out: its potential.
+        """
+        batch = state.neurons[0].v.shape[0]
+        now: dict[str, torch.Tensor | None] = {INPUT: input_spikes}
+        neurons, emitted = [], []
+        for i, p in enumerate(self.params):
+            current = None
+            for pr in self.incoming[i]:
+                if pr.delay == 0:
+                    s = now[pr.source]
+                else:
+                    past = state.past[self.source_index[pr.source]]
+                    s = past[pr.delay - 1] if pr.delay <= len(past) else None
+                if s is None:  # before the run, or an analog input
+                    continue
+                c = self.products[pr.name](s)
+                current = c if current is None else current + c
+            if current is None:
+                current = torch.zeros((batch, self.sizes[i]), dtype=self.torch_dtype, device=self.device)
+            # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
+            held = None
+            for delay, a in (analog[i] if analog else ()):
+                if t >= delay:
+                    if p.ode:
+                        held = a if held is None else held + a
+                    else:
+                        current = current + a
+            if self.bias[i] is not None:
+                if p.ode:
+                    held = self.bias[i].expand(batch, -1) if held is None else held + self.bias[i]
+                else:
+                    current = current + self.bias[i]
+            if self.membrane and i == self.output_index:
+                new = integrate(state.neurons[i], current, p, held)
+                out = new.v
+            else:
+                spiked, new = neuron_step(state.neurons[i], current, p, held, spike_fn)
+                out = spiked
+                now[self.model.populations[i].name] = spiked if spike_fn is not None else spiked.to(self.torch_dtype)
+            neurons.append(new)
+            emitted.append(out)
+        past = tuple(((now[name],) + state.past[k])[:self.history[name]] if now.get(name) is not None else ()
+                     for k, name in enumerate(self.sources))
+        return NetworkState(neurons=tuple(neurons), past=past), emitted
+
+
+class TorchEngine(Engine):
+    """Batched timestep simulation in PyTorch (registered as ``"torch"``).
+
+    Parameters
+    ----------
+    model : SpikingModel
+    dtype : {"float32", "float64"}, default="float32"
+    device : str or torch.device, default="cpu"
+        Where the run's tensors live (``"cuda"``, ``"cuda:1"``, ...); results come back as numpy arrays.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: SpikingModel, *, dtype: str = "float32", device: object = "cpu"):
+        super().__init__(model, dtype=dtype)
+        self.device = _device(device)
+        self.check_tables()
+        self.network = TimestepNetwork(model, dtype=self.dtype, device=self.device)
+        # per spike source: its outgoing projections and their fan-outs (synapses, connections), float64 columns
+        self.counted = {}
+        for name in self.network.sources:
+            projections = [pr for pr in model.projections if pr.source == name]
+            if projections:
+                columns = [c for pr in projections for c in pr.op.fan_out()]
+                self.counted[name] = ([pr.name for pr in projections],
+                                      torch.as_tensor(np.stack(columns, axis=1), dtype=torch.float64,
+                                                      device=self.device))
+
+    @property
+    def settings(self) -> dict:
+        return {**super().settings, "device": str(self.device)}
+
+    def table_bytes(self) -> int:
+        size = self.dtype.itemsize
+        total = 0
+        for pr in self.model.projections:
+            op = pr.op
+            total += 16 * op.n_in  # fan-outs
+            if isinstance(op, (Dense, Conv2d)):
+                total += op.weight.size * size
+            else:
+                total += op.data.size * (size + 8) + (op.n_out + 1) * 8
+        return total
+
+    def batch_bytes(self, batch: int, steps: int, spiking: bool) -> int:
+        size = self.dtype.itemsize
+        n_in = self.model.input.size
+        total = steps * batch * n_in * (1 + size) if spiking else 2 * batch * n_in * size  # input
+        for p, history in zip(self.model.populations, list(self.network.history.values())[1:]):
+            # state (two arrays), spikes, the step's products and sums, the spikes kept for delays
+            total += batch * p.size * size * (6 + history)
+        return total
+
+    def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
+        net, model = self.network, self.model
+        batch, steps = stop - start, encoded.steps
+        out = BatchOutput.empty(model, encoded, batch, record)
+        names = [p.name for p in model.populations]
+        device, dtype = self.device, net.torch_dtype
+        with torch.inference_mode():
+            analog, raster = None, None
+            if encoded.is_spiking:
+                raster = torch.as_tensor(encoded.raster(start, stop, threads=self.threads), device=device)
+            else:
+                x = encoded.current(start, stop)
+                analog = net.analog_input(torch.as_tensor(x, device=device).to(dtype))
+                for pr in model.projections:
+                    if pr.source == INPUT:
+                        out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]
+            counts = torch.zeros((len(names), steps, batch), dtype=torch.int64, device=device)
+            sops = {name: torch.zeros((steps, batch, 2 * len(prs)), dtype=torch.float64, device=device)
+                    for name, (prs, _) in self.counted.items() if name != INPUT or raster is not None}
+            output = torch.zeros((steps, *out.output.shape[::2]), dtype=torch.float64 if net.membrane
+                                 else torch.int64, device=device)
+            events: dict[str, list] = {name: [] for name in record}
+            state = net.initial_state(batch)
+            for t in range(steps):
+                spikes_in = None if raster is None else raster[t].to(dtype)
+                state, emitted = net.step(state, t, spikes_in, analog)
+                sources = {INPUT: spikes_in, **dict(zip(names, emitted))}
+                for name, rec in sops.items():
+                    s = sources[name]
+                    if s is not None and (name == INPUT or s.dtype == torch.bool):
+                        rec[t] = s.to(torch.float64) @ self.counted[name][1]
+                for i, (name, e) in enumerate(zip(names, emitted)):
+                    if i == net.output_index:
+                        output[t] = e
+                    if e.dtype == torch.bool:
+                        counts[i, t] = e.sum(dim=1)
+                        if name in events:
+                            b, n = torch.nonzero(e, as_tuple=True)
+                            events[name].append((b, t, n))
+        counts = counts.cpu().numpy()
+        for i, name in enumerate(names):
+            out.spike_counts[name][:] = counts[i].T
+        for name, rec in sops.items():
+            rec = rec.cpu().numpy().astype(np.int64)
+            for k, pr in enumerate(self.counted[name][0]):
+                out.sops[pr][:] = rec[:, :, 2 * k].T
+                out.sops_nominal[pr][:] = rec[:, :, 2 * k + 1].T
+        out.output[:] = output.cpu().numpy().transpose(1, 0, 2)
+        for name, steps_events in events.items():
+            for b, t, n in steps_events:
+                b, n = b.cpu().numpy(), n.cpu().numpy()
+                out.rasters[name].append((b + start, np.full(b.size, t), n))
+        return out
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device that this machine has, or an EngineError that says what is available."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise EngineError(f"Engine 'torch': device must be a torch device such as 'cpu' or 'cuda', got "
+                          f"{device!r} ({err}).") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"Engine 'torch': device {str(dev)!r} was asked for, but torch finds no CUDA device on "
+                          f"this machine. Pass device='cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise EngineError(f"Engine 'torch': device {str(dev)!r} does not exist; this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s).")
+    if dev.type not in ("cpu", "cuda"):
+        raise EngineError(f"Engine 'torch': device must be 'cpu' or 'cuda', got {str(dev)!r}.")
+    return dev
+
+
+register_engine("torch", TorchEngine)
