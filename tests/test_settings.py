@@ -31,7 +31,7 @@ X = np.random.default_rng(0).random((3, 1, 28, 28))
     ({"steps": 5, "threads": 1.5}, r"threads must be a positive integer, got 1\.5"),
     ({"steps": 5, "progress": "yes"}, "progress must be True or False"),
     ({"steps": 5, "options": [("event", {})]}, "options must be a mapping engine name -> dict"),
-    ({"steps": 5, "options": {"brain2": {}}}, r"options must be keyed by engine names \('brian2', 'event'\), got 'brain2'"),
+    ({"steps": 5, "options": {"brain2": {}}}, r"options must be keyed by engine names \('brian2', 'event', 'torch'\), got 'brain2'"),
     ({"steps": 5, "options": {"event": 1.0}}, r"options\['event'\] must be a dict of option name -> value"),
 ])
 def test_bad_settings_name_the_function_and_the_parameter(kwargs, match):
