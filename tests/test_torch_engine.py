@@ -242,3 +242,16 @@ def test_registered_lazily_without_importing_torch():
             "from evsnn.engines import get_engine; get_engine('TORCH'); assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert "torch" in available_engines() and get_engine("torch").name == "torch"
+
+
+@pytest.mark.parametrize("shape,stride", [((3, 2, 9, 8), (2, 2)), ((2, 3, 7, 10), (3, 2)), ((2, 1, 6, 6), (1, 3))])
+def test_sum_pool_is_torch_pooling_without_the_division(shape, stride):
+    """The pooled form of a folded conv (both engines' dense products): block sums, the partial edge dropped."""
+    import torch.nn.functional as F
+
+    from evsnn.engines.torch_ops import sum_pool
+
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) < 0.4).double()
+    pooled = sum_pool(x, stride)
+    assert pooled.abs().sum() > 0
+    assert torch.equal(pooled, F.avg_pool2d(x, stride, divisor_override=1))

@@ -127,7 +127,8 @@ class TimestepNetwork:
         -------
         state : NetworkState
         emitted : list of tensors (batch, n)
-            Per population, its spikes at ``t`` (bool, or ``spike_fn``'s); the membrane read-out: its potential.
+            Per population, its spikes at ``t`` (0 and 1 in the network's dtype, or ``spike_fn``'s); the
+            membrane read-out: its potential.
         """
         batch = state.neurons[0].v.shape[0]
         now: dict[str, torch.Tensor | None] = {INPUT: input_spikes}
@@ -161,13 +162,13 @@ class TimestepNetwork:
                     current = current + self.bias[i]
             if self.membrane and i == self.output_index:
                 new = integrate(state.neurons[i], current, p, held)
-                out = new.v
+                emitted.append(new.v)
             else:
                 spiked, new = neuron_step(state.neurons[i], current, p, held, spike_fn)
-                out = spiked
-                now[self.model.populations[i].name] = spiked if spike_fn is not None else spiked.to(self.torch_dtype)
+                spikes = spiked if spike_fn is not None else spiked.to(self.torch_dtype)
+                now[self.model.populations[i].name] = spikes
+                emitted.append(spikes)
             neurons.append(new)
-            emitted.append(out)
         past = tuple(((now[name],) + state.past[k])[:self.history[name]] if now.get(name) is not None else ()
                      for k, name in enumerate(self.sources))
         return NetworkState(neurons=tuple(neurons), past=past), emitted
@@ -191,15 +192,16 @@ class TorchEngine(Engine):
         self.device = _device(device)
         self.check_tables()
         self.network = TimestepNetwork(model, dtype=self.dtype, device=self.device)
-        # per spike source: its outgoing projections and their fan-outs (synapses, connections), float64 columns
+        # per spike source: its outgoing projections and their fan-outs (synapses, connections) as rows, in the
+        # engine's dtype where every sum of them is an integer it holds exactly (below 2**24 in float32), else float64
         self.counted = {}
         for name in self.network.sources:
             projections = [pr for pr in model.projections if pr.source == name]
             if projections:
-                columns = [c for pr in projections for c in pr.op.fan_out()]
+                rows = np.stack([c for pr in projections for c in pr.op.fan_out()])
+                exact = self.network.torch_dtype if rows.sum(axis=1).max() < 2 ** 24 else torch.float64
                 self.counted[name] = ([pr.name for pr in projections],
-                                      torch.as_tensor(np.stack(columns, axis=1), dtype=torch.float64,
-                                                      device=self.device))
+                                      torch.as_tensor(rows, device=self.device).to(exact))
 
     @property
     def settings(self) -> dict:
@@ -243,8 +245,9 @@ class TorchEngine(Engine):
                     if pr.source == INPUT:
                         out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]
             counts = torch.zeros((len(names), steps, batch), dtype=torch.int64, device=device)
-            sops = {name: torch.zeros((steps, batch, 2 * len(prs)), dtype=torch.float64, device=device)
-                    for name, (prs, _) in self.counted.items() if name != INPUT or raster is not None}
+            sops = {name: torch.zeros((steps, 2 * len(prs), batch), dtype=fan.dtype, device=device)
+                    for name, (prs, fan) in self.counted.items() if name != INPUT or raster is not None}
+            spiking = [not (net.membrane and i == net.output_index) for i in range(len(names))]
             output = torch.zeros((steps, *out.output.shape[::2]), dtype=torch.float64 if net.membrane
                                  else torch.int64, device=device)
             events: dict[str, list] = {name: [] for name in record}
@@ -254,13 +257,13 @@ class TorchEngine(Engine):
                 state, emitted = net.step(state, t, spikes_in, analog)
                 sources = {INPUT: spikes_in, **dict(zip(names, emitted))}
                 for name, rec in sops.items():
-                    s = sources[name]
-                    if s is not None and (name == INPUT or s.dtype == torch.bool):
-                        rec[t] = s.to(torch.float64) @ self.counted[name][1]
+                    if name == INPUT or spiking[net.index[name]]:
+                        fan = self.counted[name][1]
+                        torch.mm(fan, sources[name].to(fan.dtype).T, out=rec[t])  # (2 k, batch): fast in BLAS
                 for i, (name, e) in enumerate(zip(names, emitted)):
                     if i == net.output_index:
                         output[t] = e
-                    if e.dtype == torch.bool:
+                    if spiking[i]:
                         counts[i, t] = e.sum(dim=1)
                         if name in events:
                             b, n = torch.nonzero(e, as_tuple=True)
@@ -269,10 +272,10 @@ class TorchEngine(Engine):
         for i, name in enumerate(names):
             out.spike_counts[name][:] = counts[i].T
         for name, rec in sops.items():
-            rec = rec.cpu().numpy().astype(np.int64)
+            rec = rec.cpu().numpy().astype(np.int64)  # integers, exact
             for k, pr in enumerate(self.counted[name][0]):
-                out.sops[pr][:] = rec[:, :, 2 * k].T
-                out.sops_nominal[pr][:] = rec[:, :, 2 * k + 1].T
+                out.sops[pr][:] = rec[:, 2 * k].T
+                out.sops_nominal[pr][:] = rec[:, 2 * k + 1].T
         out.output[:] = output.cpu().numpy().transpose(1, 0, 2)
         for name, steps_events in events.items():
             for b, t, n in steps_events:
