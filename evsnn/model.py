@@ -154,9 +154,10 @@ class NeuronSpec(BitExact):
     ----------
     kind : {"if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold"}, default="if"
         ``if`` integrate-and-fire; ``lif`` leaky integrate-and-fire; ``srm``
-        spike-response model with an alpha PSP kernel
-        :math:`(t/\tau_s)\,e^{1 - t/\tau_s}` and an exponential refractory
-        kernel of time constant :math:`\tau_r`; ``cuba_lif`` a LIF fed by a
+        spike-response model (seed 003, eqs. 1-4) with an alpha PSP kernel
+        :math:`\varepsilon(t) = (t/\tau_s)\,e^{1 - t/\tau_s}` and an exponential
+        refractory kernel :math:`\nu(t) = -A\theta\,e^{-t/\tau_r}` that carries
+        the reset (``refractory_amplitude`` :math:`A`); ``cuba_lif`` a LIF fed by a
         current-based synapse (ODE form); ``li``, ``cuba_li``, ``i``
         non-spiking integrators for read-outs (ODE form); ``threshold`` a
         stateless comparison of each step's input with the threshold
@@ -187,6 +188,12 @@ class NeuronSpec(BitExact):
         ODE form: input weight of the synaptic current (``cuba_*`` only).
     strict_threshold : bool, default=False
         Spike where :math:`v > \theta` (NIR's rule) instead of :math:`v \ge \theta`.
+    refractory_amplitude : float, default=1.0
+        ``srm`` with ``reset="subtract"``: the amplitude :math:`A` of the
+        refractory kernel in units of the threshold. 1 is a soft reset that
+        decays with :math:`\tau_r` (evsnn's SRM before 0.3); 2 is seed 003's
+        :math:`\nu(t) = -2\theta e^{-t/\tau_r}`. (A hard reset sets the kernel so that
+        the potential is ``v_reset`` right after the spike.)
     """
 
     kind: str = "if"
@@ -202,6 +209,7 @@ class NeuronSpec(BitExact):
     v_leak: float | np.ndarray = 0.0
     w_in: float | np.ndarray = 1.0
     strict_threshold: bool = False
+    refractory_amplitude: float = 1.0
 
     #: Fields that may hold one value per neuron (an array of the population's shape).
     PER_NEURON: ClassVar[tuple[str, ...]] = ("threshold", "v_reset", "beta", "tau_syn", "tau_mem", "r", "v_leak",
@@ -257,6 +265,12 @@ class NeuronSpec(BitExact):
             object.__setattr__(self, "tau_refr", value)
         elif self.tau_refr is not None:
             raise ModelError(f"{where}: tau_refr applies only to kind 'srm', got {self.tau_refr!r} for kind {kind!r}.")
+        amplitude = _check_real(self.refractory_amplitude, where=where, name="refractory_amplitude", low=0,
+                                low_open=True)
+        if amplitude != 1.0 and (kind != "srm" or self.reset != "subtract"):
+            raise ModelError(f"{where}: refractory_amplitude applies only to kind 'srm' with reset 'subtract', got "
+                             f"{amplitude:g} for kind {kind!r} with reset {self.reset!r}.")
+        object.__setattr__(self, "refractory_amplitude", amplitude)
         if not isinstance(self.strict_threshold, (bool, np.bool_)):
             raise ModelError(f"{where}: strict_threshold must be True or False, got {self.strict_threshold!r}.")
         object.__setattr__(self, "strict_threshold", bool(self.strict_threshold))
@@ -289,6 +303,8 @@ class NeuronSpec(BitExact):
             parts.append(f"τm={_show(self.tau_mem)}s")
         if self.kind == "srm":
             parts.append(f"τs={self.tau_syn:g}s τr={self.tau_refr:g}s")
+            if self.refractory_amplitude != 1.0:
+                parts.append(f"ν={-self.refractory_amplitude:g}θ")
         elif self.tau_syn is not None:
             parts.append(f"τs={_show(self.tau_syn)}s")
         if self.ode:

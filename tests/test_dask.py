@@ -86,9 +86,10 @@ def test_simulate_spreads_its_shards_over_the_workers(client):
 
 
 def test_a_workers_error_is_raised_as_itself(client):
-    srm = make_everything()  # the event engine refuses its SRM read-out on the worker
-    with pytest.raises(EngineError, match="neuron kind 'srm' is not supported by engine 'event'"):
-        evsnn.simulate(srm, np.ones((3, 2, 7, 7)), steps=5, client=client)
+    model = make_everything()  # the engine, built on the worker, refuses the device
+    with pytest.raises(EngineError, match="Engine 'torch': device must be"):
+        evsnn.simulate(model, np.ones((3, 2, 7, 7)), steps=5, client=client, engine="torch",
+                       options={"torch": {"device": "tpu"}})
 
 
 def test_a_client_must_be_a_client():

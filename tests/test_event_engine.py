@@ -704,18 +704,6 @@ def test_unknown_engine_lists_the_available_ones():
     assert "no_such_engine" in str(err.value) and "'event'" in str(err.value)
 
 
-def test_srm_population_is_refused_by_name():
-    model = SpikingModel(
-        input=InputSpec((3,)),
-        populations=[Population("fine", (4,)),
-                     Population("spiky_srm", (2,), NeuronSpec("srm", tau_syn=5e-3, tau_refr=2e-3))],
-        projections=[Projection("a", INPUT, "fine", Dense(np.ones((4, 3)))),
-                     Projection("b", "fine", "spiky_srm", Dense(np.ones((2, 4))))],
-    )
-    with pytest.raises(EngineError, match="spiky_srm"):
-        simulate(model, np.ones((1, 3)), steps=3)
-
-
 # ============================================================================================
 # Result accessors, computed by hand
 # ============================================================================================

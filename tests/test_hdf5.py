@@ -12,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import evsnn
-from evsnn import FormatError, ModelError, UnsupportedVersionError
+from evsnn import (Dense, FormatError, InputSpec, ModelError, NeuronSpec, Population, Projection, SpikingModel,
+                   UnsupportedVersionError)
+from evsnn.model import INPUT
 from evsnn.io import hdf5, integrity
 from factories import make_everything, make_mlp, make_nir_neurons, models
 from hostile import CRAFTED, craft, edit, restamp, text
@@ -370,10 +372,31 @@ def test_malformed_nir_fields_give_format_error_naming_file_dataset_and_populati
 
 
 def test_newer_population_version_is_refused_naming_the_versions_read(saved_nir):
-    edit(saved_nir, set_attr("cuba", "encoding-version", text("1.2.0")))
-    with pytest.raises(UnsupportedVersionError, match=r"/populations/cuba: encoding-version '1.2.0' of 'population' "
-                                                      r"is not supported \(this evsnn reads '1.1.0', '1.0.0'\)"):
+    edit(saved_nir, set_attr("cuba", "encoding-version", text("1.3.0")))
+    with pytest.raises(UnsupportedVersionError, match=r"/populations/cuba: encoding-version '1.3.0' of 'population' "
+                                                      r"is not supported \(this evsnn reads '1.2.0', '1.1.0', "
+                                                      r"'1.0.0'\)"):
         evsnn.load(saved_nir)
+
+
+def test_srm_refractory_amplitude_is_stored_in_population_1_2_0_only(tmp_path):
+    """Seed 003's 2-theta refractory kernel needs the 1.2.0 field; an SRM population with the default amplitude is
+    still written as 1.0.0, which older releases read."""
+    srm = NeuronSpec("srm", tau_syn=2e-3, tau_refr=4e-3)
+    seed = NeuronSpec("srm", tau_syn=2e-3, tau_refr=4e-3, refractory_amplitude=2.0)
+    model = SpikingModel(input=InputSpec((4,)),
+                         populations=[Population("a", (3,), srm), Population("b", (2,), seed)],
+                         projections=[Projection("a", INPUT, "a", Dense(np.ones((3, 4)))),
+                                      Projection("b", "a", "b", Dense(np.ones((2, 3))))])
+    path = tmp_path / "srm.h5"
+    evsnn.save(model, path)
+    with h5py.File(path, "r") as f:
+        assert f["populations/a"].attrs["encoding-version"] == b"1.0.0"
+        assert f["populations/b"].attrs["encoding-version"] == b"1.2.0"
+        assert f["populations/b"].attrs["refractory_amplitude"] == 2.0
+        assert "refractory_amplitude" not in f["populations/a"].attrs
+    loaded = evsnn.load(path)
+    assert loaded == model and loaded.population("b").neuron.refractory_amplitude == 2.0
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))

@@ -29,6 +29,10 @@ SPECS = {
     "lif per-neuron": NeuronSpec("lif", beta=np.linspace(0.5, 1.0, N), threshold=np.linspace(0.4, 1.0, N),
                                  v_leak=0.3, v_init_fraction=0.5),
     "threshold": NeuronSpec("threshold", threshold=0.5),
+    "srm": NeuronSpec("srm", threshold=np.linspace(0.4, 1.0, N), tau_syn=2e-3, tau_refr=4e-3, v_init_fraction=0.5),
+    "srm seed 003": NeuronSpec("srm", threshold=0.6, tau_syn=3e-3, tau_refr=2e-3, refractory_amplitude=2.0),
+    "srm zero strict": NeuronSpec("srm", threshold=0.5, tau_syn=1e-3, tau_refr=5e-3, reset="zero", v_reset=-0.1,
+                                  strict_threshold=True),
     "ode if": NeuronSpec("if", r=2.0, threshold=0.8),
     "ode lif": NeuronSpec("lif", tau_mem=np.linspace(0.005, 0.02, N), r=1.5, v_leak=0.2, threshold=0.9),
     "ode cuba_lif": NeuronSpec("cuba_lif", tau_mem=0.01, tau_syn=np.linspace(0.002, 0.01, N), r=2.0, w_in=1.3,
@@ -45,13 +49,15 @@ def test_every_event_kind_is_covered():
 
 def fused(p: NeuronParams, state, current, held, emit: bool, parallel: bool):
     """One fused step on copies, as step 2 of 4 (its counts and marks recorded in column 2); returns (spiked
-    mask, v, i, current after, at_threshold)."""
-    v, syn, cur = state.v.copy(), None if state.i is None else state.i.copy(), current.copy()
+    mask, v, the extra state by name, current after, at_threshold)."""
+    v, cur = state.v.copy(), current.copy()
     batch, n = v.shape
     idx, counts, at = np.full((batch, n), -1, np.int64), np.zeros(batch, np.int64), np.zeros(batch, bool)
     record, marks = np.full((batch, 4), -1, np.int64), np.zeros((batch, 4, n), np.int64)
     flags = step_flags(p, held is not None, emit, mark=emit)
-    total, above = kernels.neuron_step(parallel, v, v if syn is None else syn, cur, cur if held is None else held,
+    names = kernels.EXTRA_STATE.get(int(flags[0]), ())
+    extra = np.stack([getattr(state, name) for name in names]) if names else np.zeros((1, 1, 1), v.dtype)
+    total, above = kernels.neuron_step(parallel, v, extra, cur, cur if held is None else held,
                                        _param_table(p, n, v.dtype), flags, idx, counts, at, record, marks, 2)
     assert total == counts.sum() and above == at.any()
     spiked = np.zeros((batch, n), bool)
@@ -61,7 +67,7 @@ def fused(p: NeuronParams, state, current, held, emit: bool, parallel: bool):
     np.testing.assert_array_equal(record[:, 2], spiked.sum(axis=1))
     np.testing.assert_array_equal(marks[:, 2], spiked)
     assert (record[:, [0, 1, 3]] == -1).all() and not marks[:, [0, 1, 3]].any(), "other steps untouched"
-    return spiked, v, syn, cur, at
+    return spiked, v, dict(zip(names, extra)), cur, at
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -85,11 +91,12 @@ def test_fused_step_is_neuron_step_bit_for_bit(name, with_held, dtype, parallel)
         stepped = neuron_step(state, current, p, held)
         for emit, (want_spiked, want) in ((True, stepped),
                                           (False, (np.zeros((batch, N), bool), integrate(state, current, p, held)))):
-            spiked, v, syn, cur, at = fused(p, state, current, held, emit, parallel)
+            spiked, v, extra, cur, at = fused(p, state, current, held, emit, parallel)
             np.testing.assert_array_equal(spiked, want_spiked)
             assert v.dtype == want.v.dtype and np.array_equal(v.view(np.uint8), want.v.view(np.uint8)), name
-            if state.i is not None:
-                assert np.array_equal(syn.view(np.uint8), want.i.view(np.uint8))
+            assert set(extra) == {k for k in ("i", "psp", "refractory") if getattr(want, k) is not None}
+            for key, value in extra.items():
+                assert np.array_equal(value.view(np.uint8), getattr(want, key).view(np.uint8)), (name, key)
             assert not cur.any(), "the impulses are consumed"
             np.testing.assert_array_equal(at, (want.v >= p.threshold).any(axis=1))
         state = stepped[1]

@@ -226,16 +226,6 @@ def test_cuda_matches_reference(case):
     assert_matches(res, reference_run(model, x, 25, None, seed=3), model)
 
 
-def test_srm_is_refused_by_name():
-    from evsnn import NeuronSpec
-
-    model, x = CASES["if_soft"]("poisson")
-    pops = [p if p.name != model.populations[0].name else
-            Population(p.name, p.shape, NeuronSpec("srm", tau_syn=2e-3, tau_refr=2e-3)) for p in model.populations]
-    with pytest.raises(EngineError, match=f"Population '{pops[0].name}'.*'srm'.*'torch'"):
-        simulate(model.replace(populations=pops), x, steps=5, engine="torch")
-
-
 def test_registered_lazily_without_importing_torch():
     code = ("import sys, evsnn; from evsnn.engines import available_engines; "
             "assert 'torch' in available_engines(); assert 'torch' not in sys.modules; "

@@ -171,16 +171,18 @@ def test_compare_reuses_one_reference_run():
         compare(evsnn.simulate(model, enc, record=["h2", "out"]), ref, model)
 
 
-def test_srm_cannot_be_validated_on_the_event_engine_but_converges():
+def test_srm_validates_against_brian2_and_converges():
     model = evsnn.SpikingModel(
         input=evsnn.InputSpec((4,), encoding="poisson"),
-        populations=[evsnn.Population("srm_out", (3,), evsnn.NeuronSpec("srm", tau_syn=2e-3, tau_refr=3e-3))],
+        populations=[evsnn.Population("srm_out", (3,), evsnn.NeuronSpec("srm", tau_syn=2e-3, tau_refr=3e-3,
+                                                                         refractory_amplitude=2.0))],
         projections=[evsnn.Projection("w", INPUT, "srm_out", evsnn.Dense(np.full((3, 4), 0.6)))],
     )
     x = np.full((2, 4), 0.5)
-    with pytest.raises(EngineError, match="'srm_out'"):
-        validate(model, x, steps=10)
-    report = convergence(model, x, engine="brian2", steps=40, factors=(1, 10))
+    for engines in (("event", "brian2"), ("torch", "brian2")):
+        report = validate(model, x, engines=engines, steps=40)
+        assert report.identical and report.comparisons[0].populations[0].spikes_a > 0, report.table()
+    report = convergence(model, x, steps=40, factors=(1, 10))
     assert [r["k"] for r in report.rows] == [1, 10] and report.rows[0]["rate_error"] == 0.0
     assert report.rows[0]["rate_engine"] > 0
 

@@ -103,8 +103,8 @@ for the event engine; the ODE form's ``tau_mem``, ``tau_syn``, ``r``,
 ``v_leak`` and ``w_in`` come from the :class:`~evsnn.NeuronSpec` itself (Brian2
 solves the equations; the event engine's coefficients are not used).
 
-SRM semantics (the event engine does not simulate SRM)
-------------------------------------------------------
+SRM semantics (every engine: :mod:`evsnn.engines.neurons`)
+---------------------------------------------------------
 With :math:`I[t]` the input of step ``t`` (spikes delivered at ``t``, analog
 current, bias), arriving at the start of the step, and the state read at its
 end:
@@ -115,12 +115,16 @@ end:
     s[t] = [u[t] \ge \theta],
 
     r[t] = e^{-dt/\tau_r}\, r^+[t-1], \qquad
-    r^+[t] = r[t] - \theta s[t] \ (\text{subtract}) \ \text{ or } \
+    r^+[t] = r[t] - A\theta s[t] \ (\text{subtract}) \ \text{ or } \
              r[t] + (v_{reset} - u[t])\, s[t] \ (\text{zero}),
 
-with :math:`r^+[-1] = v_{init}\,\theta` (``v_init_fraction``). The reset is
-carried by the refractory kernel and fades with :math:`\tau_r`. ``beta`` must
-be 1 for SRM neurons.
+with :math:`r^+[-1] = v_{init}\,\theta` (``v_init_fraction``) and :math:`A` the
+``refractory_amplitude`` (seed 003's refractory kernel :math:`-2\theta e^{-t/\tau_r}`
+is :math:`A = 2`). The reset is carried by the refractory kernel and fades with
+:math:`\tau_r`. ``beta`` must be 1 for SRM neurons. Brian2 integrates the
+kernels as ODEs (the alpha kernel as two linear ODEs, the input kicking the
+first by :math:`e` at the start of the step); the event and torch engines run
+their exact recursions.
 """
 
 from __future__ import annotations
@@ -318,7 +322,7 @@ class Brian2Engine(Engine):
         if p.kind == "srm":
             return eqs + ["dx/dt = -x / tau_s : 1", "dy/dt = (x - y) / tau_s : 1", "dr/dt = -r / tau_r : 1",
                           "v = y + r : 1", "tau_s : second (constant, shared)", "tau_r : second (constant, shared)",
-                          "e_kick : 1 (constant, shared)"], "exact"
+                          "e_kick : 1 (constant, shared)", "jump : 1 (constant)"], "exact"
         if not p.ode:  # updated by run_regularly code alone
             eqs.append("v : 1")
             if p.kind == "lif":
@@ -473,7 +477,7 @@ class Brian2Engine(Engine):
             if not membrane:
                 threshold = "v > th" if p.strict else "v >= th"
                 if p.kind == "srm":
-                    reset = "r = r - th" if p.reset == "subtract" else "r = v_reset - y"
+                    reset = "r = r - jump" if p.reset == "subtract" else "r = v_reset - y"  # jump: A theta
                 else:
                     reset = "v = v - th" if p.reset == "subtract" else "v = v_reset"
             else:
@@ -601,7 +605,7 @@ class Brian2Engine(Engine):
         p, k, spec = self.params[pop.name], self.substeps, pop.neuron
         values = {"th": p.threshold}
         if p.kind == "srm":
-            values.update(r=p.v_init, e_kick=math.e)
+            values.update(r=p.v_init, e_kick=math.e, jump=p.refractory_jump)
         else:
             values["v"] = p.v_init
         optional = {"beta_step": p.beta, "leak_step": p.leak, "v_reset": p.v_reset, "substep_fraction": 1.0 / k,

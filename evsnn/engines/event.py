@@ -68,8 +68,8 @@ from .torch_ops import TorchOperator, dense_macs
 
 __all__ = ["EventEngine"]
 
-#: Neuron kinds the event engine integrates (SRM: Brian2 only, until its recursive filters land here).
-EVENT_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i", "threshold")
+#: Neuron kinds the event engine integrates (every kind).
+EVENT_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold")
 
 
 #: Time of one multiply-add of torch's product (matmul / conv2d, the dense spike array's filling and the add included)
@@ -370,10 +370,10 @@ class EventEngine(Engine):
                 deliver(parallel, first, count, flat, total > limit, ring[j][slot], (*counting, t))
                 pending[j][slot] = True
 
-        # the fused step's arguments after (parallel, v, syn, impulses): the held input, the tables, the outputs
+        # the fused step's arguments after (parallel, v, extra state, impulses): the held input, the tables, the outputs
         step_args = [(st.v if held is None else held, self.tables[i], flags[i], idx[i], counts[i], at_threshold[i],
                       spike_counts[i], marks[i]) for i, (st, held) in enumerate(zip(states, held_input))]
-        syn = [st.v if st.i is None else st.i for st in states]  # the synaptic current (a dummy without one)
+        extra = [_extra_state(st, flags[i]) for i, st in enumerate(states)]  # the state kept beside v
         bias = self.bias
         recorded = [p.name in out.rasters for p in pops]
         spiking = encoded.is_spiking
@@ -399,7 +399,7 @@ class EventEngine(Engine):
                 if bias[i] is not None:
                     into += bias[i]
                 v = states[i].v
-                total, above = kernels.neuron_step(parallel, v, syn[i], current, *step_args[i], t)
+                total, above = kernels.neuron_step(parallel, v, extra[i], current, *step_args[i], t)
                 if membrane[i]:
                     out.output[:, t] = v
                 else:
@@ -418,9 +418,19 @@ class EventEngine(Engine):
 def step_flags(p: NeuronParams, held: bool, emit: bool, mark: bool = False) -> np.ndarray:
     """The :data:`evsnn.engines.kernels.FLAG_ROWS` of a population (``held``: it reads held input; ``emit``: it
     spikes, not a membrane read-out; ``mark``: its spikes are the run's output)."""
-    mode = (kernels.MODE_THRESHOLD if p.kind == "threshold" else kernels.MODE_DISCRETE if not p.ode
-            else kernels.MODE_ODE_CUBA if p.alpha is not None else kernels.MODE_ODE)
+    mode = (kernels.MODE_THRESHOLD if p.kind == "threshold" else kernels.MODE_SRM if p.kind == "srm"
+            else kernels.MODE_DISCRETE if not p.ode else kernels.MODE_ODE_CUBA if p.alpha is not None
+            else kernels.MODE_ODE)
     return np.array([mode, p.leak is not None, held, p.strict, p.reset == "zero", emit, mark], dtype=np.int64)
+
+
+def _extra_state(state: NeuronState, flags: np.ndarray) -> np.ndarray:
+    """The state a population's mode keeps beside ``v`` (:data:`~evsnn.engines.kernels.EXTRA_STATE`), stacked
+    into the ``(k, batch, n)`` array the fused step updates; a ``(1, 1, 1)`` dummy for the modes without."""
+    names = kernels.EXTRA_STATE.get(int(flags[0]), ())
+    if not names:
+        return np.zeros((1, 1, 1), dtype=state.v.dtype)
+    return np.stack([getattr(state, name) for name in names])
 
 
 def _param_table(p: NeuronParams, n: int, dtype: np.dtype) -> np.ndarray:

@@ -207,10 +207,13 @@ def count_sops(starts, counts, flat, synapses, connections, sops, nominal, t):
 
 #: Rows of the per-neuron parameter table (from :class:`~evsnn.engines.neurons.NeuronParams`).
 PARAM_ROWS = ("beta", "threshold", "v_reset", "leak", "spike_gain", "analog_gain", "alpha", "syn_spike_gain",
-              "syn_analog_gain", "syn_to_v")
-_BETA, _THETA, _VRESET, _LEAK, _GS, _GA, _ALPHA, _HS, _HA, _CVI = range(len(PARAM_ROWS))
-#: How a population integrates: the discrete form, the ODE form (without / with a synaptic current), threshold units.
-MODE_DISCRETE, MODE_ODE, MODE_ODE_CUBA, MODE_THRESHOLD = range(4)
+              "syn_analog_gain", "syn_to_v", "psp_gain", "refractory_decay", "refractory_jump")
+_BETA, _THETA, _VRESET, _LEAK, _GS, _GA, _ALPHA, _HS, _HA, _CVI, _PSP, _RDECAY, _RJUMP = range(len(PARAM_ROWS))
+#: How a population integrates: the discrete form, the ODE form (without / with a synaptic current), threshold
+#: units, the spike-response model.
+MODE_DISCRETE, MODE_ODE, MODE_ODE_CUBA, MODE_THRESHOLD, MODE_SRM = range(5)
+#: The state a mode keeps beside ``v`` (the rows of its ``extra`` array): the synaptic current; SRM's kernel states.
+EXTRA_STATE = {MODE_ODE_CUBA: ("i",), MODE_SRM: ("i", "psp", "refractory")}
 
 
 #: The flags of a population's step (an int64 array, one call argument): its mode, whether it has a leak term,
@@ -250,10 +253,40 @@ def _discrete_row(b, v, current, p, strict, reset_zero, idx):
 
 
 @njit(**_jit)
-def _general_row(b, v, syn, current, held, p, flags, idx):
+def _srm_row(b, v, extra, current, p, strict, reset_zero, emit, idx):
+    """:func:`_general_row` for SRM neurons: the kernels' recursions of :mod:`evsnn.engines.neurons`, the reset
+    carried by the refractory state (``extra``: the PSP kernel's two states and the refractory state)."""
+    m = 0
+    above = False
+    for i in range(v.shape[1]):
+        x = extra[0, b, i] + p[_HS, i] * current[b, i]
+        current[b, i] = 0
+        psp = p[_ALPHA, i] * (extra[1, b, i] + p[_PSP, i] * x)
+        extra[0, b, i] = p[_ALPHA, i] * x
+        r = p[_RDECAY, i] * extra[2, b, i]
+        u = psp + r
+        if emit:
+            fired = u > p[_THETA, i] if strict else u >= p[_THETA, i]
+            if fired:
+                r = p[_VRESET, i] - psp if reset_zero else r - p[_RJUMP, i]
+                u = psp + r
+                idx[b, m] = i
+                m += 1
+        if u >= p[_THETA, i]:
+            above = True
+        extra[1, b, i] = psp
+        extra[2, b, i] = r
+        v[b, i] = u
+    return m, above
+
+
+@njit(**_jit)
+def _general_row(b, v, extra, current, held, p, flags, idx):
     """One row of :func:`evsnn.engines.neurons.neuron_step` (``emit``) or ``integrate`` (not ``emit``), every kind
     and form; returns the number of spikes (indices in ``idx[b]``) and whether any ``v >= threshold``."""
     mode, has_leak, use_held, strict, reset_zero, emit = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+    if mode == MODE_SRM:
+        return _srm_row(b, v, extra, current, p, strict, reset_zero, emit, idx)
     m = 0
     above = False
     for i in range(v.shape[1]):
@@ -270,13 +303,13 @@ def _general_row(b, v, syn, current, held, p, flags, idx):
             if has_leak:
                 x = x + p[_LEAK, i]
             if mode == MODE_ODE_CUBA:
-                x = x + p[_CVI, i] * syn[b, i]
-                y = p[_ALPHA, i] * syn[b, i] + p[_HS, i] * cur
+                x = x + p[_CVI, i] * extra[0, b, i]
+                y = p[_ALPHA, i] * extra[0, b, i] + p[_HS, i] * cur
                 if use_held:
                     a = held[b, i]
                     x = x + p[_GA, i] * a
                     y = y + p[_HA, i] * a
-                syn[b, i] = y
+                extra[0, b, i] = y
             else:
                 if use_held:
                     x = x + p[_GA, i] * held[b, i]
@@ -293,14 +326,14 @@ def _general_row(b, v, syn, current, held, p, flags, idx):
 
 
 @njit(**_jit)
-def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
+def _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     """One row of the fused step, the same operations in the same order as :mod:`evsnn.engines.neurons`; spike
     indices go to ``idx[b, :counts[b]]``, their number also to ``record[b, t]`` and, with ``mark``, ones to
     ``marks[b, t, idx]``; ``current[b]`` is zeroed."""
     if flags[0] == MODE_DISCRETE and not flags[1] and flags[5]:
         m, above = _discrete_row(b, v, current, p, flags[3], flags[4], idx)
     else:
-        m, above = _general_row(b, v, syn, current, held, p, flags, idx)
+        m, above = _general_row(b, v, extra, current, held, p, flags, idx)
     counts[b] = m
     at_threshold[b] = above
     record[b, t] = m
@@ -310,33 +343,34 @@ def _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, r
 
 
 @njit(**_jit)
-def _neuron_serial(v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
+def _neuron_serial(v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     total = 0
     above = False
     for b in range(v.shape[0]):
-        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
+        _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
         total += counts[b]
         above |= at_threshold[b]
     return total, above
 
 
 @njit(parallel=True, **_jit)
-def _neuron_parallel(v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
+def _neuron_parallel(v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     for b in prange(v.shape[0]):
-        _neuron_row(b, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
+        _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
     return counts.sum(), at_threshold.any()
 
 
-def neuron_step(parallel: bool, v, syn, current, held, p, flags, idx, counts, at_threshold, record, marks,
+def neuron_step(parallel: bool, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks,
                 t) -> tuple[int, bool]:
     """Integrate, threshold, reset and emit one population in place (see :func:`_neuron_row`).
 
-    ``v``, ``syn`` (the synaptic current; a dummy for the other modes), ``current`` (the impulses, zeroed
-    here), ``held`` (the ODE form's held input; read when its flag is set): shape (batch, n). ``p``: the
-    :data:`PARAM_ROWS` table, shape (10, n); ``flags``: :data:`FLAG_ROWS`. Writes ``idx``, ``counts`` and
+    ``v``, ``current`` (the impulses, zeroed here), ``held`` (the ODE form's held input; read when its flag is
+    set): shape (batch, n); ``extra``: the state the mode keeps beside ``v`` (:data:`EXTRA_STATE`), shape (k,
+    batch, n) (any 3-d array for the modes without). ``p``: the :data:`PARAM_ROWS` table, shape (13, n);
+    ``flags``: :data:`FLAG_ROWS`. Writes ``idx``, ``counts`` and
     ``at_threshold`` (any ``v >= threshold`` after the step, per row), the counts to column ``t`` of
     ``record`` (batch, steps) and, if marking, ones to ``marks[:, t]`` (batch, steps, n); returns the
     number of spikes and whether any potential is at or above threshold.
     """
-    return (_neuron_parallel if parallel else _neuron_serial)(v, syn, current, held, p, flags, idx, counts,
+    return (_neuron_parallel if parallel else _neuron_serial)(v, extra, current, held, p, flags, idx, counts,
                                                               at_threshold, record, marks, t)

@@ -36,6 +36,25 @@ current-based kinds :math:`\alpha = e^{-dt/\tau_{syn}}`, :math:`h_s = w_{in}/\ta
 :math:`g_a = w_{in}(R(1 - \beta) - c_{vi})`, :math:`g_s = 0`, where
 :math:`K = \int_0^{dt} e^{-(dt-u)/\tau_{mem}} e^{-u/\tau_{syn}} du`.
 Threshold and reset follow as above (``v > θ`` where ``strict_threshold``).
+
+The *SRM* (seed 003, eqs. 1-4) is the discrete form's input :math:`I` filtered
+by the alpha kernel :math:`\varepsilon(t) = (t/\tau_s)\,e^{1 - t/\tau_s}`
+plus the neuron's own spikes filtered by the refractory kernel
+:math:`\nu(t) = -A\theta e^{-t/\tau_r}`, both as exact recursive filters
+(the alpha kernel is two first-order states). The step's input arrives at its
+start and the potential is read at its end, so an input of step :math:`t - k`
+contributes :math:`\varepsilon((k + 1)\,dt)\,I`:
+
+.. math::
+
+    x_k = x + e\,I, \qquad y \leftarrow a\,(y + \tfrac{dt}{\tau_s} x_k), \qquad x \leftarrow a\,x_k, \qquad
+    r \leftarrow b\,r, \qquad u = y + r,
+
+with :math:`a = e^{-dt/\tau_s}`, :math:`b = e^{-dt/\tau_r}`; a spike (:math:`u \ge \theta`)
+subtracts :math:`A\theta` from :math:`r` (``reset="subtract"``; :math:`A` =
+``refractory_amplitude``: 1, or seed 003's 2) or sets :math:`r = v_{reset} - y`
+(``"zero"``), and :math:`u = y + r` again. It starts at :math:`r = v_{init}`,
+:math:`x = y = 0`.
 """
 
 from __future__ import annotations
@@ -115,11 +134,14 @@ class NeuronParams:
     syn_to_v: Value | None = None
     tau_syn: float | None = None  # SRM kernel time constants, seconds
     tau_refr: float | None = None
+    psp_gain: Value | None = None  # SRM: dt / tau_s (alpha: the PSP kernel's decay, syn_spike_gain: e)
+    refractory_decay: Value | None = None  # SRM: exp(-dt / tau_r)
+    refractory_jump: Value | None = None  # SRM: A theta, subtracted at a spike
     leaky: bool = True  # whether beta differs from 1 anywhere (else v is not multiplied)
 
     #: The fields that hold values (a scalar or one per neuron); the others are flags and names.
     VALUES = ("beta", "threshold", "v_reset", "v_init", "leak", "spike_gain", "analog_gain", "alpha",
-              "syn_spike_gain", "syn_analog_gain", "syn_to_v")
+              "syn_spike_gain", "syn_analog_gain", "syn_to_v", "psp_gain", "refractory_decay", "refractory_jump")
 
     @classmethod
     def from_population(cls, pop: Population, dtype: np.dtype, *, engine: str, dt: float,
@@ -148,6 +170,12 @@ class NeuronParams:
         else:
             beta64 = np.asarray(spec.beta, dtype=np.float64) ** (1.0 / substeps)
             values["beta"] = _cast(spec.beta if substeps == 1 else beta64, dtype)
+        if spec.kind == "srm":
+            values.update(alpha=_cast(math.exp(-step / spec.tau_syn), dtype), syn_spike_gain=_cast(math.e, dtype),
+                          psp_gain=_cast(step / spec.tau_syn, dtype),
+                          refractory_decay=_cast(math.exp(-step / spec.tau_refr), dtype),
+                          refractory_jump=_cast(spec.refractory_amplitude * np.asarray(spec.threshold, np.float64),
+                                                dtype))
         leak64 = -np.expm1(np.log(beta64)) * np.asarray(spec.v_leak, dtype=np.float64)
         leak = _cast(leak64, dtype) if np.any(leak64 != 0) else None
         return cls(
@@ -177,8 +205,10 @@ class NeuronParams:
 
 
 class NeuronState(NamedTuple):
-    v: np.ndarray  # membrane potential, shape (batch, n)
-    i: np.ndarray | None = None  # synaptic current of the current-based kinds
+    v: np.ndarray  # membrane potential, shape (batch, n); SRM: psp + refractory
+    i: np.ndarray | None = None  # synaptic current of the current-based kinds; SRM: the PSP kernel's first state
+    psp: np.ndarray | None = None  # SRM: the postsynaptic potential (the alpha kernel's second state)
+    refractory: np.ndarray | None = None  # SRM: the refractory kernel's state
 
 
 def initial_state(p: NeuronParams, batch: int, n: int, dtype: np.dtype) -> NeuronState:
@@ -187,10 +217,12 @@ def initial_state(p: NeuronParams, batch: int, n: int, dtype: np.dtype) -> Neuro
     if not isinstance(p.v_init, (np.ndarray, np.generic)):  # torch
         import torch
 
-        v = torch.broadcast_to(p.v_init, (batch, n)).clone()
-        return NeuronState(v=v, i=None if p.alpha is None else torch.zeros_like(v))
-    v = np.broadcast_to(np.asarray(p.v_init, dtype=dtype), (batch, n)).copy()
-    return NeuronState(v=v, i=None if p.alpha is None else np.zeros((batch, n), dtype=dtype))
+        v, zeros = torch.broadcast_to(p.v_init, (batch, n)).clone(), torch.zeros_like
+    else:
+        v, zeros = np.broadcast_to(np.asarray(p.v_init, dtype=dtype), (batch, n)).copy(), np.zeros_like
+    if p.kind == "srm":  # the potential starts in the refractory state, which decays with tau_r
+        return NeuronState(v=v, i=zeros(v), psp=zeros(v), refractory=v + 0)
+    return NeuronState(v=v, i=None if p.alpha is None else zeros(v))
 
 
 def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams,
@@ -203,6 +235,11 @@ def integrate(state: NeuronState, current: np.ndarray, p: NeuronParams,
     """
     if p.kind == "threshold":  # stateless: the step's input is the potential
         return NeuronState(v=current + 0)  # a new array (numpy or torch), the same values
+    if p.kind == "srm":  # the step's input arrives at its start; the kernels' exact recursions (module docstring)
+        x = state.i + p.syn_spike_gain * current
+        psp = p.alpha * (state.psp + p.psp_gain * x)
+        refractory = p.refractory_decay * state.refractory
+        return NeuronState(v=psp + refractory, i=p.alpha * x, psp=psp, refractory=refractory)
     if not p.ode:
         v = p.beta * state.v + current if p.leaky else state.v + current
         return NeuronState(v=v if p.leak is None else v + p.leak)
@@ -251,6 +288,16 @@ def neuron_step(state: NeuronState, current: np.ndarray, p: NeuronParams,
         spiked = spike_fn(v, p)
     else:
         spiked = v > p.threshold if p.strict else v >= p.threshold
+    if p.kind == "srm":  # the reset is carried by the refractory kernel
+        r = new.refractory
+        if p.reset == "subtract":
+            r = r - spiked * p.refractory_jump
+        elif isinstance(r, np.ndarray):
+            r = np.where(spiked, p.v_reset - new.psp, r)
+        else:
+            r = r + spiked * (p.v_reset - new.psp - r) if spike_fn is not None else r.where(~spiked,
+                                                                                             p.v_reset - new.psp)
+        return spiked, new._replace(v=new.psp + r, refractory=r)
     if p.reset == "subtract":
         v = v - spiked * p.threshold
     elif isinstance(v, np.ndarray):

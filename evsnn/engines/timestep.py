@@ -44,8 +44,8 @@ from .torch_ops import TorchOperator
 
 __all__ = ["TorchEngine", "TimestepNetwork", "NetworkState", "TORCH_KINDS"]
 
-#: Neuron kinds the torch engine integrates (those of the event engine).
-TORCH_KINDS = ("if", "lif", "cuba_lif", "li", "cuba_li", "i", "threshold")
+#: Neuron kinds the torch engine integrates (every kind).
+TORCH_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold")
 
 
 class NetworkState(NamedTuple):

@@ -107,8 +107,10 @@ class IOSpec:
 MODEL = IOSpec("evsnn-model", "1.0.0")
 INPUT_SPEC = IOSpec("input", "1.0.0")
 ORDERED = IOSpec("ordered-group", "1.0.0")
-#: Populations gained NIR's neurons in 1.1.0 (kinds, the ODE form, strict threshold, v_leak, any field per neuron).
-POPULATION = IOSpec("population", "1.1.0")
+#: Populations gained SRM's refractory amplitude (seed 003's 2 theta) in 1.2.0.
+POPULATION = IOSpec("population", "1.2.0")
+#: NIR's neurons (kinds, the ODE form, strict threshold, v_leak, any field per neuron).
+POPULATION_1_1 = IOSpec("population", "1.1.0")
 #: What evsnn 0.1 and 0.2 read and write; still written for the populations it holds (see _population_spec).
 POPULATION_1_0 = IOSpec("population", "1.0.0")
 PROJECTION = IOSpec("projection", "1.0.0")
@@ -123,15 +125,17 @@ _INPUT_ATTRS = {*_ENC, "shape", "encoding", "max_rate", "scale"}
 _ORDERED_ATTRS = {*_ENC, "order"}
 _POPULATION_1_0_ATTRS = {*_ENC, "shape", "neuron", "reset", "v_reset", "beta", "v_init_fraction", "threshold",
                          "tau_syn", "tau_refr"}
-#: Attributes of a population, by version; 1.1.0 adds NIR's fields.
-_POPULATION_ATTRS = {POPULATION_1_0: _POPULATION_1_0_ATTRS,
-                     POPULATION: _POPULATION_1_0_ATTRS | {"tau_mem", "r", "v_leak", "w_in", "strict_threshold"}}
+_POPULATION_1_1_ATTRS = _POPULATION_1_0_ATTRS | {"tau_mem", "r", "v_leak", "w_in", "strict_threshold"}
+#: Attributes of a population, by version; 1.1.0 adds NIR's fields, 1.2.0 the refractory amplitude.
+_POPULATION_ATTRS = {POPULATION_1_0: _POPULATION_1_0_ATTRS, POPULATION_1_1: _POPULATION_1_1_ATTRS,
+                     POPULATION: _POPULATION_1_1_ATTRS | {"refractory_amplitude"}}
 #: Neuron fields that may be a dataset (one value per neuron) instead of an attribute, by version.
-_POPULATION_ARRAYS = {POPULATION_1_0: ("threshold",), POPULATION: NeuronSpec.PER_NEURON}
+_POPULATION_ARRAYS = {POPULATION_1_0: ("threshold",), POPULATION_1_1: NeuronSpec.PER_NEURON,
+                      POPULATION: NeuronSpec.PER_NEURON}
 #: NeuronSpec fields in the order save writes them: 0.2.0's order first, so that a population 0.2.0 could save is
 #: written byte for byte as 0.2.0 wrote it.
 _NEURON_FIELDS = ("v_reset", "beta", "v_init_fraction", "tau_syn", "tau_refr", "threshold", "tau_mem", "r", "v_leak",
-                  "w_in", "strict_threshold")
+                  "w_in", "strict_threshold", "refractory_amplitude")
 # a NeuronSpec field the file does not hold would be dropped by save without a word
 assert {*_NEURON_FIELDS, "kind", "reset"} == {f.name for f in dataclasses.fields(NeuronSpec)}
 assert set(_NEURON_FIELDS) <= _POPULATION_ATTRS[POPULATION]
@@ -358,10 +362,13 @@ def _write_model(f: h5py.File, m: SpikingModel) -> None:
 
 def _population_spec(n: NeuronSpec) -> IOSpec:
     """The lowest population version that holds ``n``: 1.0.0 (which evsnn 0.1 and 0.2 read) unless ``n`` uses a
-    field that 1.1.0 added, so that files of converted models stay readable by older releases."""
+    field that 1.1.0 added (1.2.0: a refractory amplitude other than 1), so that files stay readable by the
+    oldest release that can hold them."""
+    if n.refractory_amplitude != 1.0:
+        return POPULATION
     old = (n.kind in _KINDS_1_0 and not n.ode and not n.strict_threshold and set(n.arrays()) <= {"threshold"}
            and n.v_leak == 0 and n.w_in == 1)
-    return POPULATION_1_0 if old else POPULATION
+    return POPULATION_1_0 if old else POPULATION_1_1
 
 
 def _write_population(g: h5py.Group, p: Population) -> None:
@@ -931,7 +938,7 @@ def _read_model(r: _Reader, f: h5py.File, layout: int) -> SpikingModel:
 
 
 def _read_population(r: _Reader, g: h5py.Group) -> Population:
-    spec = r.check_spec(g, POPULATION, POPULATION_1_0)
+    spec = r.check_spec(g, POPULATION, POPULATION_1_1, POPULATION_1_0)
     r.check_attr_names(g, _POPULATION_ATTRS[spec])
     r.members(g, {**{field: h5py.Dataset for field in _POPULATION_ARRAYS[spec]}, "bias": h5py.Dataset})
     name = g.name.rsplit("/", 1)[-1]
@@ -947,18 +954,20 @@ def _read_population(r: _Reader, g: h5py.Group) -> Population:
             fields[field] = r.array(g, field, kind="float", shape=shape)
         elif field in g.attrs or field in required:
             fields[field] = r.attr(g, field, float)
-    if spec == POPULATION:
+    if spec != POPULATION_1_0:
         strict = r.attr(g, "strict_threshold", int)
         if strict not in (0, 1):
             raise r.error(g, f"attribute 'strict_threshold' must be 0 or 1, got {strict}.")
         fields["strict_threshold"] = bool(strict)
     if "tau_refr" in g.attrs:
         fields["tau_refr"] = r.attr(g, "tau_refr", float)
+    if "refractory_amplitude" in g.attrs:
+        fields["refractory_amplitude"] = r.attr(g, "refractory_amplitude", float)
     with r.building(g):  # NeuronSpec checks which fields each kind needs, and their values
         neuron = NeuronSpec(kind=kind, reset=r.attr(g, "reset", str),
                             v_init_fraction=r.attr(g, "v_init_fraction", float), **fields)
     if spec == POPULATION_1_0 and kind not in _KINDS_1_0:
-        raise r.error(g, f"neuron {kind!r} needs population encoding-version {POPULATION.encoding_version!r}; "
+        raise r.error(g, f"neuron {kind!r} needs population encoding-version {POPULATION_1_1.encoding_version!r}; "
                          f"version {spec.encoding_version!r} holds only {', '.join(map(repr, _KINDS_1_0))}.")
     with r.building(g):
         bias = r.array(g, "bias", kind="float", shape=shape) if "bias" in g else None
