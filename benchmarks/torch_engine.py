@@ -21,7 +21,9 @@ Printed, in order:
    Poisson input) and the ratios;
 3. where each engine is the right choice: time per sample against the input
    rate (spike density) at batch 64 and 256, and which engine is faster;
-4. SpikingJelly's converted model of the same trained ANN (where SpikingJelly
+4. the same networks with SRM neurons (seed 003's kernels): the event
+   engine's time per SOP and the torch engine's time, against the input rate;
+5. SpikingJelly's converted model of the same trained ANN (where SpikingJelly
    is installed: run the script in that environment with
    ``PYTHONPATH=<checkout>``) against the torch engine, both at batch 256,
    2,000 evaluation images x 100 steps, analog input, the same thread count.
@@ -125,6 +127,25 @@ def crossover(models: dict, data, args, sizes: dict) -> None:
                       f"{1e3 * t_torch / n:>10.2f}{'event' if t_event < t_torch else 'torch':>8}", flush=True)
 
 
+def srm(models: dict, data, args, sizes: dict) -> None:
+    """The same networks with seed 003's SRM neurons, on both engines: the event engine's delivery still follows
+    the spikes (its SRM neurons, whose kernels decay, are updated every step, as LIF neurons are)."""
+    steps, threads, n = args.steps, args.threads, sizes[64]
+    print(f"\nSRM neurons (seed 003: tau_s = tau_r = 1 ms, refractory kernel -2 theta e^(-t/tau_r)) on the same "
+          f"weights and thresholds, Poisson input, batch 64, {n} samples, {threads} thread(s)")
+    print(f"{'model':<24}{'max_rate Hz':>12}{'SOP/sample':>13}{'event ms':>10}{'torch ms':>10}{'torch/event':>13}")
+    for name, model in models.items():
+        spec = model.populations[0].neuron
+        srm_model = model.with_neuron(evsnn.NeuronSpec("srm", threshold=spec.threshold, tau_syn=1e-3, tau_refr=1e-3,
+                                                       refractory_amplitude=2.0))
+        for rate in sizes["rates"][::2]:
+            enc = encode(srm_model, data.x_test[:n], steps=steps, seed=0, max_rate=rate)
+            t_event, result = run(srm_model, enc, "event", 64, threads, repeats=sizes["repeats"])
+            t_torch, _ = run(srm_model, enc, "torch", 64, threads, repeats=sizes["repeats"])
+            print(f"{name:<24}{rate:>12}{result.total_sops().mean():>13,.0f}{1e3 * t_event / n:>10.2f}"
+                  f"{1e3 * t_torch / n:>10.2f}{t_torch / t_event:>13.2f}", flush=True)
+
+
 def spikingjelly(nets: dict, data, args, sizes: dict) -> None:
     n, steps, threads = sizes["sj_samples"], args.steps, args.threads
     print(f"\nSpikingJelly ann2snn vs the torch engine on the same trained ANN: {n} evaluation images x {steps} steps, "
@@ -187,6 +208,7 @@ def main() -> None:
         net.float()
     speed_table(models, data, args, sizes, devices)
     crossover(models, data, args, sizes)
+    srm(models, data, args, sizes)
     spikingjelly(nets, data, args, sizes)
 
 
