@@ -42,7 +42,7 @@ from .base import BatchOutput, Engine
 from .neurons import NeuronParams, NeuronState, initial_state, integrate, neuron_step
 from .torch_ops import TorchOperator
 
-__all__ = ["TorchEngine", "TimestepNetwork", "NetworkState", "TORCH_KINDS"]
+__all__ = ["TorchEngine", "TimestepNetwork", "NetworkState", "TORCH_KINDS", "check_device"]
 
 #: Neuron kinds the torch engine integrates (every kind).
 TORCH_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold")
@@ -189,7 +189,7 @@ class TorchEngine(Engine):
 
     def __init__(self, model: SpikingModel, *, dtype: str = "float32", device: object = "cpu"):
         super().__init__(model, dtype=dtype)
-        self.device = _device(device)
+        self.device = check_device(device)
         self.check_tables()
         self.network = TimestepNetwork(model, dtype=self.dtype, device=self.device)
         # per spike source: its outgoing projections and their fan-outs (synapses, connections) as rows, in the
@@ -284,7 +284,7 @@ class TorchEngine(Engine):
         return out
 
 
-def _device(device: object) -> torch.device:
+def check_device(device: object) -> torch.device:
     """``device`` as a torch.device that this machine has, or an EngineError that says what is available."""
     try:
         dev = torch.device(device)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..encoding import encode
-from ..engines.timestep import TimestepNetwork
+from ..engines.timestep import TimestepNetwork, check_device
 from ..model import SpikingModel
 from ..ops import Conv2d, Dense
 from .ann import train_classifier
@@ -64,7 +64,7 @@ class SpikingNetwork(nn.Module):
         self.model, self.steps, self.seed = model, steps, seed
         self.encoding = encoding or model.input.encoding
         self.spike_fn = make_surrogate(spike_fn)
-        self.network = TimestepNetwork(model, dtype=np.dtype(dtype), device=torch.device(device))
+        self.network = TimestepNetwork(model, dtype=np.dtype(dtype), device=check_device(device))
         self.weights = nn.ParameterList()
         for pr in model.projections:
             product = self.network.products[pr.name]
