@@ -122,6 +122,38 @@ def test_step_is_pure_and_takes_a_surrogate_spike_function():
     assert total.item() > 0 and drive.grad is not None and drive.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layerwise_run_is_the_step_by_step_run(case, encoding):
+    """run_layerwise (each product over all steps at once, one population after another) gives the spikes and
+    potentials of step(); a model with a recurrent edge is refused."""
+    model, x = CASES[case](encoding)
+    net = TimestepNetwork(model, dtype=np.dtype("float64"), device=torch.device("cpu"))
+    steps, batch = 25, x.shape[0]
+    enc = evsnn.encode(model, x, steps=steps, seed=3)
+    raster = analog = None
+    if enc.is_spiking:
+        raster = torch.as_tensor(enc.raster(0, batch)).to(torch.float64)
+    else:
+        analog = net.analog_input(torch.as_tensor(enc.current(0, batch)).to(torch.float64))
+    state, stepped = net.initial_state(batch), []
+    for t in range(steps):
+        state, emitted = net.step(state, t, None if raster is None else raster[t], analog)
+        stepped.append(emitted)
+    if case == "recurrent":
+        with pytest.raises(EngineError, match="feed-forward.*'rec'"):
+            net.run_layerwise(steps, batch, raster, analog)
+        return
+    layered = net.run_layerwise(steps, batch, raster, analog)
+    assert list(layered) == [p.name for p in model.populations]
+    for i, (name, out) in enumerate(layered.items()):
+        expected = torch.stack([emitted[i] for emitted in stepped])
+        np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+        if net.spiking[i]:
+            assert torch.equal(out, expected), name
+    assert sum(float(out.sum()) for i, out in enumerate(layered.values()) if net.spiking[i]) > 0
+
+
 # ============================================================================================
 # Against the event engine (non-dyadic weights: the same spikes in float64)
 # ============================================================================================

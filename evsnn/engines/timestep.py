@@ -81,6 +81,7 @@ class TimestepNetwork:
                      for p in model.populations]
         self.output_index = self.index[model.output]
         self.membrane = model.readout == "membrane"
+        self.spiking = [not (self.membrane and i == self.output_index) for i in range(len(self.sizes))]
         rank = {INPUT: -1, **self.index}
         order = {pr.name: k for k, pr in enumerate(model.projections)}
         # the spike input of each population, in the event engine's summation order (module docstring)
@@ -130,48 +131,112 @@ class TimestepNetwork:
             Per population, its spikes at ``t`` (0 and 1 in the network's dtype, or ``spike_fn``'s); the
             membrane read-out: its potential.
         """
-        batch = state.neurons[0].v.shape[0]
         now: dict[str, torch.Tensor | None] = {INPUT: input_spikes}
+
+        def spikes_at(source: str, step: int) -> torch.Tensor | None:
+            if step == t:
+                return now.get(source)
+            past = state.past[self.source_index[source]]
+            return past[t - step - 1] if t - step <= len(past) else None
+
         neurons, emitted = [], []
-        for i, p in enumerate(self.params):
-            current = None
-            for pr in self.incoming[i]:
-                if pr.delay == 0:
-                    s = now[pr.source]
-                else:
-                    past = state.past[self.source_index[pr.source]]
-                    s = past[pr.delay - 1] if pr.delay <= len(past) else None
-                if s is None:  # before the run, or an analog input
-                    continue
-                c = self.products[pr.name](s)
-                current = c if current is None else current + c
-            if current is None:
-                current = torch.zeros((batch, self.sizes[i]), dtype=self.torch_dtype, device=self.device)
-            # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
-            held = None
-            for delay, a in (analog[i] if analog else ()):
-                if t >= delay:
-                    if p.ode:
-                        held = a if held is None else held + a
-                    else:
-                        current = current + a
-            if self.bias[i] is not None:
-                if p.ode:
-                    held = self.bias[i].expand(batch, -1) if held is None else held + self.bias[i]
-                else:
-                    current = current + self.bias[i]
-            if self.membrane and i == self.output_index:
-                new = integrate(state.neurons[i], current, p, held)
-                emitted.append(new.v)
-            else:
-                spiked, new = neuron_step(state.neurons[i], current, p, held, spike_fn)
-                spikes = spiked if spike_fn is not None else spiked.to(self.torch_dtype)
-                now[self.model.populations[i].name] = spikes
-                emitted.append(spikes)
+        for i in range(len(self.params)):
+            new, out = self.population_step(i, state.neurons[i], t, self.spike_input(i, t, spikes_at), analog,
+                                            spike_fn)
+            if self.spiking[i]:
+                now[self.model.populations[i].name] = out
             neurons.append(new)
+            emitted.append(out)
         past = tuple(((now[name],) + state.past[k])[:self.history[name]] if now.get(name) is not None else ()
                      for k, name in enumerate(self.sources))
         return NetworkState(neurons=tuple(neurons), past=past), emitted
+
+    def spike_input(self, i: int, t: int, spikes_at: Callable) -> torch.Tensor | None:
+        """The spike input of population ``i`` due at step ``t``, summed in the event engine's order (module
+        docstring); ``spikes_at(source, step)``: the source's spikes at that step (None before the run or
+        without any). None where nothing arrives."""
+        current = None
+        for pr in self.incoming[i]:
+            s = spikes_at(pr.source, t - pr.delay) if t >= pr.delay else None
+            if s is not None:  # None: before the run, or an analog input
+                c = self.products[pr.name](s)
+                current = c if current is None else current + c
+        return current
+
+    def population_step(self, i: int, state: NeuronState, t: int, current: torch.Tensor | None,
+                        analog: list[list[tuple[int, torch.Tensor]]] | None = None,
+                        spike_fn: Callable | None = None) -> tuple[NeuronState, torch.Tensor]:
+        """Population ``i`` at step ``t``, given its spike input ``current`` (:meth:`spike_input`; None for
+        none): the analog input and the bias added, then integrated, thresholded and reset. Returns the new
+        state and the spikes (the membrane read-out: its potential)."""
+        p = self.params[i]
+        batch = state.v.shape[0]
+        if current is None:
+            current = torch.zeros((batch, self.sizes[i]), dtype=self.torch_dtype, device=self.device)
+        # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
+        held = None
+        for delay, a in (analog[i] if analog else ()):
+            if t >= delay:
+                if p.ode:
+                    held = a if held is None else held + a
+                else:
+                    current = current + a
+        if self.bias[i] is not None:
+            if p.ode:
+                held = self.bias[i].expand(batch, -1) if held is None else held + self.bias[i]
+            else:
+                current = current + self.bias[i]
+        if not self.spiking[i]:
+            new = integrate(state, current, p, held)
+            return new, new.v
+        spiked, new = neuron_step(state, current, p, held, spike_fn)
+        return new, spiked if spike_fn is not None else spiked.to(self.torch_dtype)
+
+    def run_layerwise(self, steps: int, batch: int, input_spikes: torch.Tensor | None = None,
+                      analog: list[list[tuple[int, torch.Tensor]]] | None = None, spike_fn: Callable | None = None,
+                      input_scale: Callable | None = None, normalize: Callable | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """The run of :meth:`step` over ``steps`` steps, one population at a time, for a feed-forward model.
+
+        Each projection's product is taken once over all steps (a batch of ``steps * batch`` rows), then the
+        population's steps run as in :meth:`step`: what training needs for speed, and what a normalization
+        whose statistics cover a layer's whole run (training's PSP normalization) needs. The hooks:
+        ``input_scale(projection, train)``: a factor the source's spikes ``train`` (steps, batch, n_in) are
+        multiplied by before the product (None: none); ``normalize(i, current)``: the summed spike input of
+        population ``i`` (steps, batch, n) transformed before the analog input and bias are added.
+        ``input_spikes``: the input's spikes (steps, batch, n_inputs). Returns every population's emitted
+        spikes (or potentials) as (steps, batch, n), by name.
+        """
+        order = {INPUT: -1, **self.index}
+        later = [pr.name for pr in self.model.projections if order[pr.source] >= order[pr.target]]
+        if later:
+            raise EngineError(f"TimestepNetwork.run_layerwise: the model must be feed-forward, but projection(s) "
+                              f"{', '.join(map(repr, later))} come from the same or a later population.")
+        trains: dict[str, torch.Tensor | None] = {INPUT: input_spikes}  # the spikes each projection reads
+        emitted_by: dict[str, torch.Tensor] = {}
+        for i, pop in enumerate(self.model.populations):
+            current = None
+            for pr in self.incoming[i]:
+                train = trains[pr.source]
+                if train is None or pr.delay >= steps:
+                    continue
+                if pr.delay:  # the spikes of step t - delay, none before the run
+                    train = torch.cat([train.new_zeros((pr.delay, *train.shape[1:])), train[:steps - pr.delay]])
+                if input_scale is not None:
+                    factor = input_scale(pr, train)
+                    train = train if factor is None else train * factor
+                c = self.products[pr.name](train.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+                current = c if current is None else current + c
+            if current is not None and normalize is not None:
+                current = normalize(i, current)
+            state, out = initial_state(self.params[i], batch, self.sizes[i], None), []
+            for t in range(steps):
+                state, spikes = self.population_step(i, state, t, None if current is None else current[t],
+                                                     analog, spike_fn)
+                out.append(spikes)
+            emitted_by[pop.name] = torch.stack(out)
+            trains[pop.name] = emitted_by[pop.name] if self.spiking[i] else None
+        return emitted_by
 
 
 class TorchEngine(Engine):
@@ -247,7 +312,7 @@ class TorchEngine(Engine):
             counts = torch.zeros((len(names), steps, batch), dtype=torch.int64, device=device)
             sops = {name: torch.zeros((steps, 2 * len(prs), batch), dtype=fan.dtype, device=device)
                     for name, (prs, fan) in self.counted.items() if name != INPUT or raster is not None}
-            spiking = [not (net.membrane and i == net.output_index) for i in range(len(names))]
+            spiking = net.spiking
             output = torch.zeros((steps, *out.output.shape[::2]), dtype=torch.float64 if net.membrane
                                  else torch.int64, device=device)
             events: dict[str, list] = {name: [] for name in record}
