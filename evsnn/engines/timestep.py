@@ -68,8 +68,8 @@ class TimestepNetwork:
     """
 
     def __init__(self, model: SpikingModel, *, dtype: np.dtype, device: torch.device):
-        self.model, self.device = model, device
-        self.torch_dtype = getattr(torch, np.dtype(dtype).name)
+        self.model, self.device, self.dtype = model, device, np.dtype(dtype)
+        self.torch_dtype = getattr(torch, self.dtype.name)
         self.params = [NeuronParams.from_population(p, np.dtype(dtype), engine="torch", dt=model.dt,
                                                     kinds=TORCH_KINDS).to_torch(device)
                        for p in model.populations]

@@ -16,6 +16,15 @@ The logits are the output population's spike counts over the run (``count``
 read-out) or its potential at the last step (``membrane`` read-out): what
 the engines' predictions are the argmax of. Sparse projections are kept
 fixed.
+
+A feed-forward network runs one population at a time
+(:meth:`~evsnn.engines.timestep.TimestepNetwork.run_layerwise`: each
+product over all steps at once, the same spikes as step by step), which is
+also what the normalizations of :mod:`evsnn.training.normalization` need: a
+normalized network (``norm=``) must be feed-forward. They apply to the
+input of every population but the output (seed 003's networks end in an
+unnormalized classifier, "...-10"), from spiking sources only (the first
+layer of an analog-input network is not normalized).
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ import torch
 from torch import nn
 
 from ..encoding import encode
+from ..engines.neurons import NeuronState, integrate
 from ..engines.timestep import TimestepNetwork, check_device
-from ..model import SpikingModel
+from ..errors import ConversionError
+from ..model import INPUT, SpikingModel
 from ..ops import Conv2d, Dense
 from .ann import train_classifier
+from .normalization import NORMS, InputBatchNorm, PSPNorm, channels_of
 from .surrogate import Surrogate, surrogate as make_surrogate
 
 __all__ = ["SpikingNetwork", "train_snn"]
@@ -54,17 +66,31 @@ class SpikingNetwork(nn.Module):
         Seeds the Poisson input drawn for each batch.
     dtype, device
         Of the parameters and the run.
+    norm : {None, "psp-bn", "psp-ln", "bn"}
+        Seed 003's PSP-BN or PSP-LN, or BN of the membrane input (:mod:`evsnn.training.normalization`).
+    norm_lambda : float, default=1e-3
+        PSP normalization's λ (eq. 19; the issue's default; seed 003's experiments use 0.1).
+    momentum : float, default=0.1
+        Of the running statistics (PSP-BN, BN).
     """
 
     def __init__(self, model: SpikingModel, *, steps: int, spike_fn: str | Surrogate = "slayer",
-                 encoding: str | None = None, seed: int = 0, dtype: str = "float32", device: object = "cpu"):
+                 encoding: str | None = None, seed: int = 0, dtype: str = "float32", device: object = "cpu",
+                 norm: str | None = None, norm_lambda: float = 1e-3, momentum: float = 0.1):
         super().__init__()
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"SpikingNetwork: steps must be a positive integer, got {steps!r}.")
+        if norm not in (None, *NORMS):
+            raise ValueError(f"SpikingNetwork: norm must be None or one of {', '.join(map(repr, NORMS))}, "
+                             f"got {norm!r}.")
         self.model, self.steps, self.seed = model, steps, seed
         self.encoding = encoding or model.input.encoding
         self.spike_fn = make_surrogate(spike_fn)
         self.network = TimestepNetwork(model, dtype=np.dtype(dtype), device=check_device(device))
+        index = {INPUT: -1, **self.network.index}
+        self.layerwise = all(index[pr.source] < index[pr.target] for pr in model.projections)
+        self.norm, self.norm_lambda, self.momentum = norm, norm_lambda, momentum
+        self.psp_norms, self.input_norms = self._normalizations()
         self.weights = nn.ParameterList()
         for pr in model.projections:
             product = self.network.products[pr.name]
@@ -80,6 +106,65 @@ class SpikingNetwork(nn.Module):
                 self.network.bias[i] = nn.Parameter(bias)
                 self.biases.append(self.network.bias[i])
         self._rng = np.random.default_rng(seed)
+        self.rates: dict[str, float] = {}
+
+    def _normalizations(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+        """The PSP normalization of each normalized projection and the BN of each normalized population (by
+        name; module docstring: which are normalized)."""
+        psp, bn = nn.ModuleDict(), nn.ModuleDict()
+        self.normalized: dict[str, list[str]] = {}  # per normalized population, its normalized projections
+        if self.norm is None:
+            return psp, bn
+        model, net = self.model, self.network
+        if not self.layerwise:
+            raise ValueError(f"SpikingNetwork: norm={self.norm!r} needs a feed-forward model (its statistics "
+                             f"cover a layer's whole run); this one has a recurrent or backward projection.")
+        spiking_input = self.encoding != "current"
+        for i, pop in enumerate(model.populations):
+            if pop.name == model.output:
+                continue
+            incoming = [pr for pr in model.projections if pr.target == pop.name
+                        and (pr.source != INPUT or spiking_input)]
+            if not incoming:
+                continue
+            if net.params[i].ode:
+                raise ValueError(f"SpikingNetwork: norm={self.norm!r} needs discrete neurons (IF, LIF, SRM); "
+                                 f"population {pop.name!r} has the ODE-form neuron {pop.neuron.kind!r}.")
+            for pr in incoming:
+                if not isinstance(pr.op, (Dense, Conv2d)):
+                    raise ValueError(f"SpikingNetwork: norm={self.norm!r} normalizes dense and convolutional "
+                                     f"projections only; {pr.name!r} is {type(pr.op).__name__}.")
+            self.normalized[pop.name] = [pr.name for pr in incoming]
+            if self.norm == "bn":
+                bn[pop.name] = InputBatchNorm(pop.shape, momentum=self.momentum)
+                continue
+            for pr in incoming:
+                shape = model.input.shape if pr.source == INPUT else model.population(pr.source).shape
+                psp[pr.name] = PSPNorm(shape, over="batch" if self.norm == "psp-bn" else "layer",
+                                       lam=self.norm_lambda, momentum=self.momentum)
+        return psp, bn
+
+    def _psp(self, train: torch.Tensor, target: str) -> torch.Tensor:
+        """The postsynaptic potential the spikes ``train`` (steps, batch, n) raise in ``target``'s neurons: the
+        SRM kernel's, by the neurons' own recursion (the refractory kernel left out); the spikes themselves for
+        the kinds without a PSP kernel (IF, LIF: a delta synapse)."""
+        p = self.network.params[self.network.index[target]]
+        if p.kind != "srm":
+            return train
+        zero = torch.zeros_like(train[0])
+        state, psp = NeuronState(v=zero, i=zero, psp=zero, refractory=zero), []
+        for spikes in train:
+            state = integrate(state, spikes, p)
+            psp.append(state.psp)
+        return torch.stack(psp)
+
+    def _input_scale(self, projection, train: torch.Tensor) -> torch.Tensor | None:
+        norm = self.psp_norms[projection.name] if projection.name in self.psp_norms else None
+        return None if norm is None else norm(self._psp(train, projection.target))
+
+    def _normalize(self, i: int, current: torch.Tensor) -> torch.Tensor:
+        name = self.model.populations[i].name
+        return self.input_norms[name](current) if name in self.input_norms else current
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a batch ``x`` (N, *input shape): the output's spike counts, or its last potential."""
@@ -92,6 +177,15 @@ class SpikingNetwork(nn.Module):
             raster = torch.as_tensor(encoded.raster(0, n), device=net.device)
         else:
             analog = net.analog_input(torch.as_tensor(encoded.current(0, n), device=net.device).to(net.torch_dtype))
+        if self.layerwise:
+            emitted = net.run_layerwise(self.steps, n, raster if raster is None else raster.to(net.torch_dtype),
+                                        analog, self.spike_fn, self._input_scale if self.psp_norms else None,
+                                        self._normalize if self.input_norms else None)
+            with torch.no_grad():
+                self.rates = {name: float(train.mean()) for (name, train), spiking in zip(emitted.items(), net.spiking)
+                              if spiking}
+            out = emitted[self.model.output]
+            return out[-1] if net.membrane else out.sum(dim=0)
         state, logits = net.initial_state(n), 0
         for t in range(self.steps):
             spikes = None if raster is None else raster[t].to(net.torch_dtype)
@@ -100,40 +194,78 @@ class SpikingNetwork(nn.Module):
         return logits
 
     def to_model(self, **provenance) -> SpikingModel:
-        """The model with the trained weights and biases (in the network's dtype); ``provenance`` is recorded
-        under ``provenance["training"]``."""
+        """The model with the trained weights and biases (in the network's dtype), PSP-BN's and BN's inference
+        statistics folded into them (seed 003 eq. 17); ``provenance`` is recorded under ``provenance["training"]``.
+
+        Raises :class:`~evsnn.ConversionError` for PSP-LN, whose divisor depends on the whole sample (future steps
+        included) and so has no causal equivalent in the IR: evaluate such a network with :meth:`forward`."""
+        if self.norm == "psp-ln":
+            raise ConversionError("SpikingNetwork.to_model: PSP-LN divides each sample's PSP by a moment taken over "
+                                  "its whole run, future steps included; no causal model computes that, so a PSP-LN "
+                                  "network cannot be exported. Evaluate it with the network itself (its forward "
+                                  "pass), or train with norm='psp-bn', whose inference statistics fold into the "
+                                  "weights.")
+        model = self.model
+        dtype = self.network.dtype
+        gains = {name: [g.numpy() for g in norm.fold()] for name, norm in self.input_norms.items()}
         projections = []
-        for pr in self.model.projections:
+        for pr in model.projections:
             product = self.network.products[pr.name]
             if isinstance(pr.op, Dense):
-                op = Dense(product.weight_t.detach().cpu().numpy().T.copy())
+                weight = product.weight_t.detach().cpu().numpy().T.copy()
             elif isinstance(pr.op, Conv2d):
                 weight = product.weight.detach().cpu().numpy()
                 if product.pooled:  # the folded kernel: each tap of the pooled one over its s x s block
                     (sh, sw) = pr.op.stride
                     weight = np.repeat(np.repeat(weight, sh, axis=2), sw, axis=3)
-                op = dataclasses.replace(pr.op, weight=weight)
             else:
-                op = pr.op
+                projections.append(pr)
+                continue
+            if pr.name in self.psp_norms:  # eq. 17: each input neuron's column by its divisor
+                weight = _scale_axis(weight, self.psp_norms[pr.name].fold_factor().numpy(), axis=1)
+            if pr.name in self.normalized.get(pr.target, ()) and pr.target in gains:  # BN: each output row
+                weight = _scale_axis(weight, gains[pr.target][0], axis=0)
+            op = Dense(weight.astype(dtype)) if isinstance(pr.op, Dense) else dataclasses.replace(
+                pr.op, weight=weight.astype(dtype))
             projections.append(dataclasses.replace(pr, op=op))
-        populations = [p if b is None else dataclasses.replace(p, bias=b.detach().cpu().numpy().reshape(p.shape))
-                       for p, b in zip(self.model.populations, self.network.bias)]
+        populations = []
+        for p, b in zip(model.populations, self.network.bias):
+            bias = None if b is None else b.detach().cpu().numpy().astype(np.float64).reshape(-1)
+            if p.name in gains:
+                bias = gains[p.name][1] + (0 if bias is None else bias)
+            populations.append(p if bias is None else dataclasses.replace(p, bias=bias.astype(dtype).reshape(p.shape)))
+        norm = {} if self.norm is None else {"norm": self.norm, "momentum": self.momentum,
+                                             **({"norm_lambda": self.norm_lambda} if self.psp_norms else {})}
         record = {"steps": self.steps, "surrogate": self.spike_fn.name, **self.spike_fn.params,
-                  "encoding": self.encoding, **provenance}
-        return self.model.replace(projections=projections, populations=populations,
-                                  provenance={**self.model.provenance, "training": record})
+                  "encoding": self.encoding, **norm, **provenance}
+        return model.replace(projections=projections, populations=populations,
+                             provenance={**model.provenance, "training": record})
+
+
+def _scale_axis(weight: np.ndarray, factor: np.ndarray, *, axis: int) -> np.ndarray:
+    """``weight`` (a dense matrix, or a conv kernel (C_out, C_in, kh, kw)) times ``factor`` (float64) along its
+    output (``axis=0``) or input (``axis=1``) axis; a conv kernel takes one factor per channel."""
+    if weight.ndim == 4:
+        factor = factor.reshape(weight.shape[axis], -1)[:, 0]
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    return weight.astype(np.float64) * factor.reshape(shape)
 
 
 def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, spike_fn: str | Surrogate = "slayer",
-              encoding: str | None = None, epochs: int = 5, batch_size: int = 64, lr: float = 1e-3,
-              max_shift: int = 0, seed: int = 0, progress: bool = False) -> tuple[SpikingModel, list[float]]:
+              encoding: str | None = None, norm: str | None = None, norm_lambda: float = 1e-3, epochs: int = 5,
+              batch_size: int = 64, lr: float = 1e-3, max_shift: int = 0, seed: int = 0,
+              progress: bool = False) -> tuple[SpikingModel, list[float]]:
     """Train ``model`` on images ``x`` and labels ``y`` by BPTT with a surrogate gradient; return the trained
     model and the mean loss per epoch.
 
     The loop is :func:`evsnn.training.train_classifier`'s (AdamW, warm-up and cosine decay, cross-entropy of
     the logits of :class:`SpikingNetwork`, random shifts up to ``max_shift`` pixels), seeded by ``seed``.
+    ``norm``, ``norm_lambda``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
+    :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier` directly).
     """
-    net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed)
+    net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed, norm=norm,
+                         norm_lambda=norm_lambda)
     losses = train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, max_shift=max_shift,
                               seed=seed, progress=progress)
     return net.to_model(trainer="evsnn.training.train_snn", epochs=epochs, batch_size=batch_size, lr=lr,
