@@ -173,12 +173,12 @@ def test_running_statistics_are_what_eval_and_export_use():
     with torch.no_grad():
         net(torch.as_tensor(x))
     moment = (psp_of(inp, model.population("h1").neuron, model.dt) ** 2).mean()
-    assert net.psp_norms["c1"].running_moment.item() == pytest.approx(0.9 + 0.1 * moment, rel=1e-12)
+    assert net.psp_norms[net.psp_key["c1"]].running_moment.item() == pytest.approx(0.9 + 0.1 * moment, rel=1e-12)
     assert moment > 0.05
 
     net.eval()
     exported = net.to_model()
-    factor = 1 / np.sqrt(net.psp_norms["c1"].running_moment.item() + LAM)
+    factor = 1 / np.sqrt(net.psp_norms[net.psp_key["c1"]].running_moment.item() + LAM)
     np.testing.assert_allclose(ops(exported)["c1"].weight, ops(model)["c1"].weight * factor,
                                rtol=1e-14)
     np.testing.assert_array_equal(ops(exported)["d3"].weight, ops(model)["d3"].weight)

@@ -20,7 +20,7 @@ import evsnn
 from evsnn.engines.neurons import NeuronParams
 from evsnn.io.datasets import mnist_split
 from evsnn.model import Population
-from evsnn.training import SURROGATES, SpikingNetwork, surrogate, train_snn
+from evsnn.training import SURROGATES, SpikingNetwork, surrogate, train_classifier, train_snn
 
 FORMULAS = {  # the pseudo-derivatives as the module docstring writes them, at u = v - theta
     "slayer": lambda u: np.exp(-10 * np.abs(u)) / 10,
@@ -121,3 +121,42 @@ def test_the_same_seed_trains_the_same_weights(data, trained):
     model, (net, _) = trained
     again, _ = train_snn(model, data.x_train, data.y_train, steps=10, spike_fn="arctan", epochs=2, lr=5e-3, seed=3)
     assert again == net
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(data, tmp_path):
+    """A run killed in its second epoch and started again with the same checkpoint ends with the weights of an
+    uninterrupted run (Poisson input: the encoder's random state is part of the checkpoint)."""
+    model = small_mlp(evsnn.NeuronSpec("lif", beta=0.9), hidden=32).replace(
+        input=evsnn.InputSpec((1, 28, 28), encoding="poisson"))
+    x, y = data.x_train[:192], data.y_train[:192]
+    settings = dict(epochs=3, batch_size=64, lr=5e-3, seed=4)
+    reference = SpikingNetwork(model, steps=6, spike_fn="arctan", seed=4)
+    want = train_classifier(reference, x, y, progress=False, **settings)
+
+    net = SpikingNetwork(model, steps=6, spike_fn="arctan", seed=4)
+    calls = {"n": 0}
+    forward = net.forward
+
+    def dying(xb):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the second batch of the second epoch
+            raise Interrupt
+        return forward(xb)
+
+    net.forward = dying
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        train_classifier(net, x, y, progress=False, checkpoint=path, **settings)
+    assert path.exists() and [f.name for f in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left
+    resumed = SpikingNetwork(model, steps=6, spike_fn="arctan", seed=4)
+    losses = train_classifier(resumed, x, y, progress=False, checkpoint=path, **settings)
+    assert losses == want and len(set(want)) == 3
+    assert resumed.to_model() == reference.to_model()
+    assert resumed.to_model() != model.replace(provenance=resumed.to_model().provenance)
+    with pytest.raises(ValueError, match=r"run\.pt.*other settings"):
+        train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False, checkpoint=path, epochs=4,
+                         batch_size=64, lr=5e-3, seed=4)

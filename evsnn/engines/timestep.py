@@ -200,7 +200,9 @@ class TimestepNetwork:
 
         Each projection's product is taken once over all steps (a batch of ``steps * batch`` rows), then the
         population's steps run as in :meth:`step`: what training needs for speed, and what a normalization
-        whose statistics cover a layer's whole run (training's PSP normalization) needs. The hooks:
+        whose statistics cover a layer's whole run (training's PSP normalization) needs. Projections that hold
+        one operator object (shared weights) and read the same source, delay and factor share one product.
+        The hooks:
         ``input_scale(projection, train)``: a factor the source's spikes ``train`` (steps, batch, n_in) are
         multiplied by before the product (None: none); ``normalize(i, current)``: the summed spike input of
         population ``i`` (steps, batch, n) transformed before the analog input and bias are added.
@@ -214,6 +216,7 @@ class TimestepNetwork:
                               f"{', '.join(map(repr, later))} come from the same or a later population.")
         trains: dict[str, torch.Tensor | None] = {INPUT: input_spikes}  # the spikes each projection reads
         emitted_by: dict[str, torch.Tensor] = {}
+        products: dict[tuple, torch.Tensor] = {}  # one per operator, weight tensor, source, delay and factor
         for i, pop in enumerate(self.model.populations):
             current = None
             for pr in self.incoming[i]:
@@ -222,10 +225,13 @@ class TimestepNetwork:
                     continue
                 if pr.delay:  # the spikes of step t - delay, none before the run
                     train = torch.cat([train.new_zeros((pr.delay, *train.shape[1:])), train[:steps - pr.delay]])
-                if input_scale is not None:
-                    factor = input_scale(pr, train)
-                    train = train if factor is None else train * factor
-                c = self.products[pr.name](train.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+                factor = input_scale(pr, train) if input_scale is not None else None
+                key = (id(pr.op), id(self.products[pr.name].weights), pr.source, pr.delay,
+                       None if factor is None else id(factor))
+                if key not in products:
+                    scaled = train if factor is None else train * factor
+                    products[key] = self.products[pr.name](scaled.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+                c = products[key]
                 current = c if current is None else current + c
             if current is not None and normalize is not None:
                 current = normalize(i, current)

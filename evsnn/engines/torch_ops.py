@@ -74,6 +74,11 @@ class TorchOperator:
             self.matrix = torch.sparse_coo_tensor(indices, tensor(coo.data), size=coo.shape, device=device,
                                                   check_invariants=True).coalesce()
 
+    @property
+    def weights(self) -> "torch.Tensor":
+        """The tensor the product multiplies by (``weight_t``, ``weight`` or the sparse ``matrix``)."""
+        return self.weight_t if isinstance(self.op, Dense) else self.weight if isinstance(self.op, Conv2d) else self.matrix
+
     def __call__(self, x: "torch.Tensor", out: "torch.Tensor | None" = None) -> "torch.Tensor":
         """The product of ``x`` (batch, n_in); ``out``: a ``Dense`` operator's result buffer (no allocation)."""
         import torch

@@ -12,6 +12,8 @@ from the ``seed`` argument; torch's global random state is left as it was.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from functools import partial
 
 import numpy as np
@@ -94,6 +96,7 @@ def train_classifier(
     max_shift: int = 1,
     seed: int = 0,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[float]:
     """Train ``module`` in place with AdamW, a warm-up/cosine schedule and random shifts.
 
@@ -111,6 +114,10 @@ def train_classifier(
         Seeds dropout, shuffling and augmentation.
     progress : bool
         Show a progress bar over the batches.
+    checkpoint : path, optional
+        After each epoch the module, optimizer, schedule and random states are written there (atomically: a
+        crash never leaves a torn file); a run given an existing checkpoint resumes after its last epoch and
+        ends with the same weights as an uninterrupted run. Its settings must be this call's.
 
     Returns
     -------
@@ -125,27 +132,70 @@ def train_classifier(
     steps = -(-len(xt) // batch_size)
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_one_cycle, total=epochs * steps))
-    losses = []
-    with torch.random.fork_rng(), tqdm(total=epochs * steps, desc="training", unit="batch",
-                                       disable=not progress, leave=False) as bar:
+    losses: list[float] = []
+    settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_shift": max_shift, "seed": seed,
+                "samples": len(xt)}
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
+        start = 0
+        if checkpoint is not None and os.path.exists(checkpoint):
+            start, losses = _resume(checkpoint, settings, module, optimizer, schedule, rng)
         module.train()
-        for epoch in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(xt)))
-            total = 0.0
-            for i in range(steps):
-                idx = order[i * batch_size:(i + 1) * batch_size]
-                loss = F.cross_entropy(module(random_shift(xt[idx], max_shift, rng)), yt[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += loss.item() * len(idx)
-                bar.update()
-            losses.append(total / len(xt))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        with tqdm(total=epochs * steps, initial=start * steps, desc="training", unit="batch",
+                  disable=not progress, leave=False) as bar:
+            for epoch in range(start, epochs):
+                order = torch.from_numpy(rng.permutation(len(xt)))
+                total = 0.0
+                for i in range(steps):
+                    idx = order[i * batch_size:(i + 1) * batch_size]
+                    loss = F.cross_entropy(module(random_shift(xt[idx], max_shift, rng)), yt[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    total += loss.item() * len(idx)
+                    bar.update()
+                losses.append(total / len(xt))
+                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+                if checkpoint is not None:
+                    _save_checkpoint(checkpoint, {"epoch": epoch + 1, "settings": settings, "losses": losses,
+                                                  "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                                                  "schedule": schedule.state_dict(), "rng": rng.bit_generator.state,
+                                                  "torch_rng": torch.get_rng_state()})
     module.eval()
     return losses
+
+
+def _save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _resume(path, settings: dict, module: nn.Module, optimizer, schedule, rng: np.random.Generator
+            ) -> tuple[int, list[float]]:
+    """Restore a :func:`train_classifier` checkpoint; return the epochs it had done and their losses."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"train_classifier: checkpoint {os.fspath(path)!r} cannot be read ({exc}).") from exc
+    if not isinstance(state, dict) or state.get("settings") != settings:
+        found = state.get("settings") if isinstance(state, dict) else None
+        raise ValueError(f"train_classifier: checkpoint {os.fspath(path)!r} was written by a run with other "
+                         f"settings ({found}; this run: {settings}); remove it or pass another path.")
+    module.load_state_dict(state["module"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["epoch"]), list(state["losses"])
 
 
 def _one_cycle(step: int, *, total: int) -> float:

@@ -30,6 +30,7 @@ layer of an analog-input network is not normalized).
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -72,11 +73,16 @@ class SpikingNetwork(nn.Module):
         PSP normalization's λ (eq. 19; the issue's default; seed 003's experiments use 0.1).
     momentum : float, default=0.1
         Of the running statistics (PSP-BN, BN).
+    fixed : sequence of str
+        Projections whose weights are not trained (e.g. the identities of
+        :func:`~evsnn.training.networks.residual_cnn`'s post-activation blocks). Projections that hold one
+        operator object share one trained weight.
     """
 
     def __init__(self, model: SpikingModel, *, steps: int, spike_fn: str | Surrogate = "slayer",
                  encoding: str | None = None, seed: int = 0, dtype: str = "float32", device: object = "cpu",
-                 norm: str | None = None, norm_lambda: float = 1e-3, momentum: float = 0.1):
+                 norm: str | None = None, norm_lambda: float = 1e-3, momentum: float = 0.1,
+                 fixed: Sequence[str] = ()):
         super().__init__()
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"SpikingNetwork: steps must be a positive integer, got {steps!r}.")
@@ -91,15 +97,21 @@ class SpikingNetwork(nn.Module):
         self.layerwise = all(index[pr.source] < index[pr.target] for pr in model.projections)
         self.norm, self.norm_lambda, self.momentum = norm, norm_lambda, momentum
         self.psp_norms, self.input_norms = self._normalizations()
+        unknown = sorted(set(fixed) - {pr.name for pr in model.projections})
+        if unknown:
+            raise ValueError(f"SpikingNetwork: fixed names no projection of the model: {', '.join(map(repr, unknown))}.")
+        self.fixed = tuple(fixed)
         self.weights = nn.ParameterList()
+        shared: dict[int, nn.Parameter] = {}  # projections with one operator object share one parameter
         for pr in model.projections:
             product = self.network.products[pr.name]
-            if isinstance(pr.op, Dense):
-                product.weight_t = nn.Parameter(product.weight_t)
-                self.weights.append(product.weight_t)
-            elif isinstance(pr.op, Conv2d):
-                product.weight = nn.Parameter(product.weight)
-                self.weights.append(product.weight)
+            attribute = "weight_t" if isinstance(pr.op, Dense) else "weight" if isinstance(pr.op, Conv2d) else None
+            if attribute is None or pr.name in self.fixed:
+                continue
+            if id(pr.op) not in shared:
+                shared[id(pr.op)] = nn.Parameter(getattr(product, attribute))
+                self.weights.append(shared[id(pr.op)])
+            setattr(product, attribute, shared[id(pr.op)])
         self.biases = nn.ParameterList()
         for i, bias in enumerate(self.network.bias):
             if bias is not None:
@@ -108,11 +120,20 @@ class SpikingNetwork(nn.Module):
         self._rng = np.random.default_rng(seed)
         self.rates: dict[str, float] = {}
 
+    def get_extra_state(self) -> dict:
+        """The input encoder's random state, so that a checkpoint resumes with the same Poisson draws."""
+        return {"input_rng": self._rng.bit_generator.state}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["input_rng"]
+
     def _normalizations(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
         """The PSP normalization of each normalized projection and the BN of each normalized population (by
         name; module docstring: which are normalized)."""
         psp, bn = nn.ModuleDict(), nn.ModuleDict()
         self.normalized: dict[str, list[str]] = {}  # per normalized population, its normalized projections
+        self.psp_key: dict[str, str] = {}  # per projection, its PSP normalization in ``psp_norms``
+        kernels: dict = {}
         if self.norm is None:
             return psp, bn
         model, net = self.model, self.network
@@ -138,9 +159,13 @@ class SpikingNetwork(nn.Module):
             if self.norm == "bn":
                 bn[pop.name] = InputBatchNorm(pop.shape, momentum=self.momentum)
                 continue
-            for pr in incoming:
-                shape = model.input.shape if pr.source == INPUT else model.population(pr.source).shape
-                psp[pr.name] = PSPNorm(shape, over="batch" if self.norm == "psp-bn" else "layer",
+            for pr in incoming:  # one normalization per source, PSP kernel and delay (seed 003's Func layer)
+                kernel = pop.neuron.tau_syn if pop.neuron.kind == "srm" else None
+                key = self.psp_key.setdefault(pr.name, f"{pr.source}_k{kernels.setdefault(kernel, len(kernels))}"
+                                                       + (f"_d{pr.delay}" if pr.delay else ""))
+                if key not in psp:
+                    shape = model.input.shape if pr.source == INPUT else model.population(pr.source).shape
+                    psp[key] = PSPNorm(shape, over="batch" if self.norm == "psp-bn" else "layer",
                                        lam=self.norm_lambda, momentum=self.momentum)
         return psp, bn
 
@@ -159,8 +184,14 @@ class SpikingNetwork(nn.Module):
         return torch.stack(psp)
 
     def _input_scale(self, projection, train: torch.Tensor) -> torch.Tensor | None:
-        norm = self.psp_norms[projection.name] if projection.name in self.psp_norms else None
-        return None if norm is None else norm(self._psp(train, projection.target))
+        """The PSP normalization's factor on ``projection``'s input spikes, computed once per forward pass and
+        normalization (its running statistics updated once)."""
+        key = self.psp_key.get(projection.name)
+        if key is None:
+            return None
+        if key not in self._factors:
+            self._factors[key] = self.psp_norms[key](self._psp(train, projection.target))
+        return self._factors[key]
 
     def _normalize(self, i: int, current: torch.Tensor) -> torch.Tensor:
         name = self.model.populations[i].name
@@ -178,6 +209,7 @@ class SpikingNetwork(nn.Module):
         else:
             analog = net.analog_input(torch.as_tensor(encoded.current(0, n), device=net.device).to(net.torch_dtype))
         if self.layerwise:
+            self._factors: dict[str, torch.Tensor] = {}
             emitted = net.run_layerwise(self.steps, n, raster if raster is None else raster.to(net.torch_dtype),
                                         analog, self.spike_fn, self._input_scale if self.psp_norms else None,
                                         self._normalize if self.input_norms else None)
@@ -221,8 +253,8 @@ class SpikingNetwork(nn.Module):
             else:
                 projections.append(pr)
                 continue
-            if pr.name in self.psp_norms:  # eq. 17: each input neuron's column by its divisor
-                weight = _scale_axis(weight, self.psp_norms[pr.name].fold_factor().numpy(), axis=1)
+            if pr.name in self.psp_key:  # eq. 17: each input neuron's column by its divisor
+                weight = _scale_axis(weight, self.psp_norms[self.psp_key[pr.name]].fold_factor().numpy(), axis=1)
             if pr.name in self.normalized.get(pr.target, ()) and pr.target in gains:  # BN: each output row
                 weight = _scale_axis(weight, gains[pr.target][0], axis=0)
             op = Dense(weight.astype(dtype)) if isinstance(pr.op, Dense) else dataclasses.replace(
@@ -253,20 +285,22 @@ def _scale_axis(weight: np.ndarray, factor: np.ndarray, *, axis: int) -> np.ndar
 
 
 def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, spike_fn: str | Surrogate = "slayer",
-              encoding: str | None = None, norm: str | None = None, norm_lambda: float = 1e-3, epochs: int = 5,
+              encoding: str | None = None, norm: str | None = None, norm_lambda: float = 1e-3,
+              fixed: Sequence[str] = (), epochs: int = 5,
               batch_size: int = 64, lr: float = 1e-3, max_shift: int = 0, seed: int = 0,
-              progress: bool = False) -> tuple[SpikingModel, list[float]]:
+              progress: bool = False, checkpoint: str | None = None) -> tuple[SpikingModel, list[float]]:
     """Train ``model`` on images ``x`` and labels ``y`` by BPTT with a surrogate gradient; return the trained
     model and the mean loss per epoch.
 
     The loop is :func:`evsnn.training.train_classifier`'s (AdamW, warm-up and cosine decay, cross-entropy of
     the logits of :class:`SpikingNetwork`, random shifts up to ``max_shift`` pixels), seeded by ``seed``.
-    ``norm``, ``norm_lambda``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
-    :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier` directly).
+    ``norm``, ``norm_lambda``, ``fixed``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
+    :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier` directly). ``checkpoint``: a file that
+    makes the run resumable (:func:`~evsnn.training.train_classifier`).
     """
     net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed, norm=norm,
-                         norm_lambda=norm_lambda)
+                         norm_lambda=norm_lambda, fixed=fixed)
     losses = train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, max_shift=max_shift,
-                              seed=seed, progress=progress)
+                              seed=seed, progress=progress, checkpoint=checkpoint)
     return net.to_model(trainer="evsnn.training.train_snn", epochs=epochs, batch_size=batch_size, lr=lr,
                         seed=seed, samples=int(len(x))), losses
