@@ -160,3 +160,30 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(data
     with pytest.raises(ValueError, match=r"run\.pt.*other settings"):
         train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False, checkpoint=path, epochs=4,
                          batch_size=64, lr=5e-3, seed=4)
+
+
+def test_trained_thresholds_are_exported_and_run_as_trained(data):
+    """Per-layer thresholds as parameters: they move in training, the exported NeuronSpecs carry them, and the
+    exported model runs on the torch engine to the network's own logits bit for bit (event = torch in float64)."""
+    model = small_mlp(evsnn.NeuronSpec("srm", tau_syn=1e-3, tau_refr=1e-3, refractory_amplitude=2.0,
+                                       v_init_fraction=0.25), hidden=32)
+    net = SpikingNetwork(model, steps=8, spike_fn="arctan", encoding="current", train_thresholds=True)
+    assert sorted(net.thresholds) == ["fc1", "fc2"]
+    train_classifier(net, data.x_train[:256], data.y_train[:256], epochs=2, batch_size=64, lr=1e-2, seed=1,
+                     progress=False)
+    theta = {name: float(p.detach()) for name, p in net.thresholds.items()}
+    assert all(abs(t - 1.0) > 1e-3 for t in theta.values()), theta
+    trained = net.to_model()
+    for pop in trained.populations:
+        assert pop.neuron.threshold == np.float32(theta[pop.name])
+    x = data.x_test[:32]
+    with torch.no_grad():
+        logits = net(torch.as_tensor(x))
+    res = evsnn.simulate(trained, x, steps=8, engine="torch", encoding="current", batch_size=32)
+    assert logits.sum() > 0
+    np.testing.assert_array_equal(logits.numpy(), res.output.sum(axis=1))
+    report = evsnn.validate(trained, x[:4], engines=("event", "torch"), steps=8, encoding="current")
+    assert report.identical, report.table()
+    with pytest.raises(ValueError, match="train_thresholds needs discrete neurons"):
+        SpikingNetwork(model.with_neuron(evsnn.NeuronSpec("cuba_lif", tau_mem=2e-2, tau_syn=5e-3, r=1.0)), steps=4,
+                       train_thresholds=True)

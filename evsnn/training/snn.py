@@ -77,12 +77,15 @@ class SpikingNetwork(nn.Module):
         Projections whose weights are not trained (e.g. the identities of
         :func:`~evsnn.training.networks.residual_cnn`'s post-activation blocks). Projections that hold one
         operator object share one trained weight.
+    train_thresholds : bool
+        Train each spiking population's threshold (its initial potential, a fraction of it, and SRM's reset
+        jump follow it).
     """
 
     def __init__(self, model: SpikingModel, *, steps: int, spike_fn: str | Surrogate = "slayer",
                  encoding: str | None = None, seed: int = 0, dtype: str = "float32", device: object = "cpu",
                  norm: str | None = None, norm_lambda: float = 1e-3, momentum: float = 0.1,
-                 fixed: Sequence[str] = ()):
+                 fixed: Sequence[str] = (), train_thresholds: bool = False):
         super().__init__()
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"SpikingNetwork: steps must be a positive integer, got {steps!r}.")
@@ -117,8 +120,29 @@ class SpikingNetwork(nn.Module):
             if bias is not None:
                 self.network.bias[i] = nn.Parameter(bias)
                 self.biases.append(self.network.bias[i])
+        self.thresholds = nn.ParameterDict()
+        if train_thresholds:
+            self._base_params = list(self.network.params)
+            for i, pop in enumerate(model.populations):
+                if not self.network.spiking[i]:
+                    continue
+                if pop.neuron.kind not in ("if", "lif", "srm") or pop.neuron.ode:
+                    raise ValueError(f"SpikingNetwork: train_thresholds needs discrete neurons (IF, LIF, SRM); "
+                                     f"population {pop.name!r} has {pop.neuron.kind!r}.")
+                self.thresholds[pop.name] = nn.Parameter(self.network.params[i].threshold.clone())
         self._rng = np.random.default_rng(seed)
         self.rates: dict[str, float] = {}
+
+    def _use_thresholds(self) -> None:
+        """The trained thresholds into the network's parameters, with what derives from them (the initial
+        potential; SRM's reset jump), so that the step function and the surrogate see them."""
+        for name, theta in self.thresholds.items():
+            i = self.network.index[name]
+            spec = self.model.populations[i].neuron
+            changes = {"threshold": theta, "v_init": theta * spec.v_init_fraction}
+            if spec.kind == "srm":
+                changes["refractory_jump"] = theta * spec.refractory_amplitude
+            self.network.params[i] = dataclasses.replace(self._base_params[i], **changes)
 
     def get_extra_state(self) -> dict:
         """The input encoder's random state, so that a checkpoint resumes with the same Poisson draws."""
@@ -201,6 +225,7 @@ class SpikingNetwork(nn.Module):
         """Logits of a batch ``x`` (N, *input shape): the output's spike counts, or its last potential."""
         net = self.network
         n = x.shape[0]
+        self._use_thresholds()
         encoded = encode(self.model, x.detach().cpu().numpy(), steps=self.steps, encoding=self.encoding,
                          seed=int(self._rng.integers(2 ** 62)))
         raster = analog = None
@@ -265,7 +290,13 @@ class SpikingNetwork(nn.Module):
             bias = None if b is None else b.detach().cpu().numpy().astype(np.float64).reshape(-1)
             if p.name in gains:
                 bias = gains[p.name][1] + (0 if bias is None else bias)
-            populations.append(p if bias is None else dataclasses.replace(p, bias=bias.astype(dtype).reshape(p.shape)))
+            if bias is not None:
+                p = dataclasses.replace(p, bias=bias.astype(dtype).reshape(p.shape))
+            if p.name in self.thresholds:
+                theta = self.thresholds[p.name].detach().cpu().numpy().astype(dtype)
+                p = dataclasses.replace(p, neuron=dataclasses.replace(p.neuron, threshold=theta if theta.ndim
+                                                                      else float(theta)))
+            populations.append(p)
         norm = {} if self.norm is None else {"norm": self.norm, "momentum": self.momentum,
                                              **({"norm_lambda": self.norm_lambda} if self.psp_norms else {})}
         record = {"steps": self.steps, "surrogate": self.spike_fn.name, **self.spike_fn.params,
@@ -286,7 +317,7 @@ def _scale_axis(weight: np.ndarray, factor: np.ndarray, *, axis: int) -> np.ndar
 
 def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, spike_fn: str | Surrogate = "slayer",
               encoding: str | None = None, norm: str | None = None, norm_lambda: float = 1e-3,
-              fixed: Sequence[str] = (), epochs: int = 5,
+              fixed: Sequence[str] = (), train_thresholds: bool = False, epochs: int = 5,
               batch_size: int = 64, lr: float = 1e-3, max_shift: int = 0, seed: int = 0,
               progress: bool = False, checkpoint: str | None = None) -> tuple[SpikingModel, list[float]]:
     """Train ``model`` on images ``x`` and labels ``y`` by BPTT with a surrogate gradient; return the trained
@@ -294,12 +325,12 @@ def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, 
 
     The loop is :func:`evsnn.training.train_classifier`'s (AdamW, warm-up and cosine decay, cross-entropy of
     the logits of :class:`SpikingNetwork`, random shifts up to ``max_shift`` pixels), seeded by ``seed``.
-    ``norm``, ``norm_lambda``, ``fixed``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
+    ``norm``, ``norm_lambda``, ``fixed``, ``train_thresholds``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
     :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier` directly). ``checkpoint``: a file that
     makes the run resumable (:func:`~evsnn.training.train_classifier`).
     """
     net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed, norm=norm,
-                         norm_lambda=norm_lambda, fixed=fixed)
+                         norm_lambda=norm_lambda, fixed=fixed, train_thresholds=train_thresholds)
     losses = train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, max_shift=max_shift,
                               seed=seed, progress=progress, checkpoint=checkpoint)
     return net.to_model(trainer="evsnn.training.train_snn", epochs=epochs, batch_size=batch_size, lr=lr,
