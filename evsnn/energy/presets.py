@@ -96,7 +96,8 @@ OP_CLASSES: Mapping[str, str] = MappingProxyType({
     "input_mac": "multiply-accumulate of an analog input value into the first layer",
     "update_if": "IF neuron state update, v = v + I (one add), per neuron per step",
     "update_lif": "LIF neuron state update, v = beta*v + I (one multiply-add), per neuron per step",
-    "update_srm": "SRM neuron state update, per neuron per step (cost depends on the kernel implementation)",
+    "update_srm": "SRM neuron state update as evsnn's exact kernel recursion (two multiply-adds, three multiplies and "
+                  "an add), per neuron per step",
     "update_cuba_lif": "current-based LIF update, v = beta*v + c*i, i = alpha*i + I (two multiply-adds and an add), "
                        "per neuron per step",
     "update_li": "leaky integrator read-out update, v = beta*v + I (one multiply-add), per neuron per step",
@@ -157,21 +158,23 @@ class EnergyPreset:
     @classmethod
     def from_primitives(cls, name: str, *, add: float, mult: float, source: str, **kwargs: Any) -> "EnergyPreset":
         """A CMOS-style preset: a SOP, bias add and IF update cost one add; a MAC and a LIF
-        update cost one multiply plus one add (a current-based update two MACs and an add);
-        SRM updates stay unpriced.
+        update cost one multiply plus one add (a current-based update two MACs and an add); an
+        SRM update, evsnn's exact recursion of its two kernels (``x = i + e I``, ``psp = a (psp
+        + g x)``, ``i = a x``, ``r = b r``, ``v = psp + r``), two MACs, three multiplies and an add.
 
         Examples
         --------
         >>> p = EnergyPreset.from_primitives("x", add=0.9, mult=3.7, source="Horowitz 2014")
-        >>> p.costs_pj["sop"], round(p.costs_pj["input_mac"], 6), p.costs_pj["update_srm"]
-        (0.9, 4.6, None)
+        >>> p.costs_pj["sop"], round(p.costs_pj["input_mac"], 6), round(p.costs_pj["update_srm"], 6)
+        (0.9, 4.6, 21.2)
         """
         overrides = dict(kwargs.pop("costs_pj", {}) or {})
         add, mult = _cost(add, f"EnergyPreset {name!r}: add"), _cost(mult, f"EnergyPreset {name!r}: mult")
         mac = add + mult
         costs = {"sop": add, "input_mac": mac, "update_if": add, "update_lif": mac, "bias_add": add,
                  "update_cuba_lif": 2 * mac + add, "update_li": mac, "update_cuba_li": 2 * mac + add,
-                 "update_i": add, "update_threshold": add, "ann_mac": mac, "ann_bias_add": add, **overrides}
+                 "update_srm": 2 * mac + 3 * mult + add, "update_i": add, "update_threshold": add, "ann_mac": mac,
+                 "ann_bias_add": add, **overrides}
         return cls(name=name, source=source, costs_pj=costs, **kwargs)
 
     def cost(self, op: str) -> float | None:
