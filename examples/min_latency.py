@@ -1,6 +1,6 @@
 """Minimum latency (seed 004's question): a CNN trained directly at 2, 4 and 6 steps against the converted CNN.
 
-    python examples/min_latency.py            # about 10 minutes on 2 cores
+    python examples/min_latency.py            # about 2 minutes on 2 cores
     python examples/min_latency.py --quick    # smoke test
 
 Seed 004 (Yao et al.) trains spiking networks directly at 2-6 time steps,
