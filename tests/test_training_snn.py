@@ -160,6 +160,13 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(data
     with pytest.raises(ValueError, match=r"run\.pt.*other settings"):
         train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False, checkpoint=path, epochs=4,
                          batch_size=64, lr=5e-3, seed=4)
+    other = small_mlp(evsnn.NeuronSpec("lif", beta=0.9), hidden=16)
+    with pytest.raises(ValueError, match=r"run\.pt.*another network's parameters"):
+        train_classifier(SpikingNetwork(other, steps=6), x, y, progress=False, checkpoint=path, **settings)
+    (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"torn\.pt.*cannot be read"):
+        train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False, checkpoint=tmp_path / "torn.pt",
+                         **settings)
 
 
 def test_trained_thresholds_are_exported_and_run_as_trained(data):

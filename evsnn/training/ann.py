@@ -190,7 +190,11 @@ def _resume(path, settings: dict, module: nn.Module, optimizer, schedule, rng: n
         found = state.get("settings") if isinstance(state, dict) else None
         raise ValueError(f"train_classifier: checkpoint {os.fspath(path)!r} was written by a run with other "
                          f"settings ({found}; this run: {settings}); remove it or pass another path.")
-    module.load_state_dict(state["module"])
+    try:
+        module.load_state_dict(state["module"])
+    except RuntimeError as exc:
+        raise ValueError(f"train_classifier: checkpoint {os.fspath(path)!r} holds another network's parameters "
+                         f"({str(exc).splitlines()[0]}); remove it or pass another path.") from exc
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     rng.bit_generator.state = state["rng"]
