@@ -3,6 +3,7 @@
     python examples/psp_norm.py                      # about 45 minutes on 2 cores
     python examples/psp_norm.py --out runs/psp       # keep checkpoints and results: a rerun resumes
     python examples/psp_norm.py --quick              # smoke test (under a minute)
+    python examples/psp_norm.py --surrogate slayer --sections table2   # Table 2 with seed 003's SLAYER
 
 Ikegawa et al. (seed 003) train SRM networks with SLAYER on N-MNIST and
 Fashion-MNIST for 100 epochs at 100-300 steps on a GPU. This script keeps
@@ -45,10 +46,11 @@ import torch
 
 import evsnn
 from evsnn.io.datasets import mnist_split
-from evsnn.training import SpikingNetwork, train_classifier
+from evsnn.training import SURROGATES, SpikingNetwork, train_classifier
 from evsnn.training.networks import IDENTITY_PREFIX, plain_cnn, residual_cnn
 
 METHODS = (None, "bn", "psp-bn", "psp-ln")
+SECTIONS = ("table2", "tau", "lambda", "table3")
 PLAIN = {"channels": (16, 32, 32, 32, 32, 32, 32, 64, 64, 64, 64, 64), "strides": (2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1)}
 
 
@@ -60,8 +62,9 @@ class Runner:
     """Trains and evaluates one configuration at a time; results are kept in ``results.json`` under ``out``
     (a rerun skips what is there) and each run's checkpoint beside it."""
 
-    def __init__(self, out: str, data, n_train: int, n_eval: int, steps: int, lr: float, batch_size: int):
-        self.out, self.steps, self.lr, self.batch_size = out, steps, lr, batch_size
+    def __init__(self, out: str, data, n_train: int, n_eval: int, steps: int, lr: float, batch_size: int,
+                 surrogate: str):
+        self.out, self.steps, self.lr, self.batch_size, self.surrogate = out, steps, lr, batch_size, surrogate
         self.x, self.y = data.x_train[:n_train], data.y_train[:n_train]
         self.x_eval, self.y_eval = data.x_test[:n_eval], data.y_test[:n_eval]
         self.path = os.path.join(out, "results.json")
@@ -69,9 +72,10 @@ class Runner:
 
     def run(self, key: str, model: evsnn.SpikingModel, *, norm: str | None, epochs: int, lam: float = 1e-3,
             fixed: tuple = (), export: bool = True) -> dict:
+        key = key if self.surrogate == "arctan" else f"{self.surrogate}_{key}"
         if key in self.results:
             return self.results[key]
-        net = SpikingNetwork(model, steps=self.steps, spike_fn="arctan", encoding="current", norm=norm,
+        net = SpikingNetwork(model, steps=self.steps, spike_fn=self.surrogate, encoding="current", norm=norm,
                              norm_lambda=lam, fixed=fixed)
         start = time.perf_counter()
         losses = train_classifier(net, self.x, self.y, epochs=epochs, batch_size=self.batch_size, lr=self.lr,
@@ -112,7 +116,15 @@ def main() -> None:
     parser.add_argument("--out", help="folder for checkpoints and results (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--blocks", type=int, default=16, help="residual blocks for Table 3 (default 16)")
+    parser.add_argument("--surrogate", choices=sorted(SURROGATES), default="arctan",
+                        help="the surrogate gradient (default arctan; seed 003 used slayer)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"which experiments, comma-separated (default all: {','.join(SECTIONS)})")
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     torch.set_num_threads(args.threads)
     data = mnist_split()
     if args.quick:
@@ -125,56 +137,60 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or tmp
         os.makedirs(out, exist_ok=True)
-        runner = Runner(out, data, n_train, n_eval, steps, lr=5e-3, batch_size=32)
+        runner = Runner(out, data, n_train, n_eval, steps, lr=5e-3, batch_size=32, surrogate=args.surrogate)
         widths = "-".join(f"{c}c3" + ("s2" if s == 2 else "") for c, s in zip(plain["channels"], plain["strides"]))
         print(f"bundled MNIST: {n_train} training images, {n_eval} evaluation images; SRM tau_s = tau_r = 2 steps "
-              f"unless said, {steps} steps, analog input, arctan surrogate, AdamW 5e-3, batch 32, "
+              f"unless said, {steps} steps, analog input, {args.surrogate} surrogate, AdamW 5e-3, batch 32, "
               f"{args.threads} torch threads")
 
-        print(f"\nTable 2 (and Figs. 6-7): {widths}-10, {epochs} epochs")
-        layers = [f"conv{k}" for k in range(1, len(plain["channels"]) + 1)] + ["fc"]
-        print(f"{'method':<8}{'loss last':>10}{'accuracy %':>11}{'event %':>9}{'SOP/image':>12}{'total rate':>11}"
-              f"{'train s':>9}  {'event = torch':<14}")
-        table2 = {}
-        for norm in METHODS:
-            model = plain_cnn(plain["channels"], srm(2), strides=plain["strides"])
-            r = table2[norm] = runner.run(f"table2_{norm}", model, norm=norm, epochs=epochs)
-            event = f"{100 * r['event_accuracy']:>9.2f}{r['sop_per_image']:>12,.0f}" if "event_accuracy" in r else (
-                f"{'-':>9}{'-':>12}")
-            print(f"{name_of(norm):<8}{r['loss_last']:>10.3f}{100 * r['accuracy']:>11.2f}{event}"
-                  f"{r['total_rate']:>11.4f}{r['train_s']:>9.0f}  {str(r.get('identical', '-')):<14}", flush=True)
-        print("firing rate per layer (spikes per neuron per step; Fig. 6)")
-        print(f"{'method':<8}" + "".join(f"{name:>8}" for name in layers))
-        for norm, r in table2.items():
-            print(f"{name_of(norm):<8}" + "".join(f"{r['rates'][name]:>8.4f}" for name in layers))
+        if "table2" in sections:
+            print(f"\nTable 2 (and Figs. 6-7): {widths}-10, {epochs} epochs")
+            layers = [f"conv{k}" for k in range(1, len(plain["channels"]) + 1)] + ["fc"]
+            print(f"{'method':<8}{'loss last':>10}{'accuracy %':>11}{'event %':>9}{'SOP/image':>12}{'total rate':>11}"
+                  f"{'train s':>9}  {'event = torch':<14}")
+            table2 = {}
+            for norm in METHODS:
+                model = plain_cnn(plain["channels"], srm(2), strides=plain["strides"])
+                r = table2[norm] = runner.run(f"table2_{norm}", model, norm=norm, epochs=epochs)
+                event = (f"{100 * r['event_accuracy']:>9.2f}{r['sop_per_image']:>12,.0f}" if "event_accuracy" in r
+                         else f"{'-':>9}{'-':>12}")
+                print(f"{name_of(norm):<8}{r['loss_last']:>10.3f}{100 * r['accuracy']:>11.2f}{event}"
+                      f"{r['total_rate']:>11.4f}{r['train_s']:>9.0f}  {str(r.get('identical', '-')):<14}", flush=True)
+            print("firing rate per layer (spikes per neuron per step; Fig. 6)")
+            print(f"{'method':<8}" + "".join(f"{name:>8}" for name in layers))
+            for norm, r in table2.items():
+                print(f"{name_of(norm):<8}" + "".join(f"{r['rates'][name]:>8.4f}" for name in layers))
 
-        print(f"\nFig. 8: accuracy % against tau_s (= tau_r, in steps), {epochs} epochs")
-        print(f"{'method':<8}" + "".join(f"{'tau ' + str(t):>10}" for t in taus))
-        for norm in METHODS:
-            row = [runner.run(f"table2_{norm}" if t == 2 else f"tau{t}_{norm}_e{epochs}",
-                              plain_cnn(plain["channels"], srm(t), strides=plain["strides"]), norm=norm,
-                              epochs=epochs, export=t == 2)["accuracy"] for t in taus]
-            print(f"{name_of(norm):<8}" + "".join(f"{100 * a:>10.2f}" for a in row), flush=True)
+        if "tau" in sections:
+            print(f"\nFig. 8: accuracy % against tau_s (= tau_r, in steps), {epochs} epochs")
+            print(f"{'method':<8}" + "".join(f"{'tau ' + str(t):>10}" for t in taus))
+            for norm in METHODS:
+                row = [runner.run(f"table2_{norm}" if t == 2 else f"tau{t}_{norm}_e{epochs}",
+                                  plain_cnn(plain["channels"], srm(t), strides=plain["strides"]), norm=norm,
+                                  epochs=epochs, export=t == 2)["accuracy"] for t in taus]
+                print(f"{name_of(norm):<8}" + "".join(f"{100 * a:>10.2f}" for a in row), flush=True)
 
-        print(f"\nFig. 9: PSP-BN accuracy % against lambda, {epochs} epochs")
-        print("".join(f"{'lambda ' + format(lam, 'g'):>14}" for lam in lams))
-        row = [runner.run("table2_psp-bn" if lam == 1e-3 else f"lambda{lam:g}_e{epochs}",
-                          plain_cnn(plain["channels"], srm(2), strides=plain["strides"]), norm="psp-bn", lam=lam,
-                          epochs=epochs, export=lam == 1e-3)["accuracy"] for lam in lams]
-        print("".join(f"{100 * a:>14.2f}" for a in row), flush=True)
+        if "lambda" in sections:
+            print(f"\nFig. 9: PSP-BN accuracy % against lambda, {epochs} epochs")
+            print("".join(f"{'lambda ' + format(lam, 'g'):>14}" for lam in lams))
+            row = [runner.run("table2_psp-bn" if lam == 1e-3 else f"lambda{lam:g}_e{epochs}",
+                              plain_cnn(plain["channels"], srm(2), strides=plain["strides"]), norm="psp-bn", lam=lam,
+                              epochs=epochs, export=lam == 1e-3)["accuracy"] for lam in lams]
+            print("".join(f"{100 * a:>14.2f}" for a in row), flush=True)
 
-        width = 4 if args.quick else 16
-        print(f"\nTable 3: residual networks, {blocks} blocks of two {width}c3 (stem {width}c3s2, {2 * blocks + 2} "
-              f"weight layers), {epochs} epochs")
-        print(f"{'method':<8}{'block':<10}{'accuracy %':>11}{'loss last':>10}{'total rate':>11}{'train s':>9}")
-        for norm in ("psp-bn", "psp-ln"):
-            for kind in ("post", "pre"):
-                model = residual_cnn(kind, blocks, width, srm(2))
-                fixed = tuple(pr.name for pr in model.projections if pr.name.startswith(IDENTITY_PREFIX))
-                r = runner.run(f"table3_{norm}_{kind}_{blocks}", model, norm=norm, epochs=epochs, fixed=fixed,
-                               export=False)
-                print(f"{name_of(norm):<8}{kind + '-act':<10}{100 * r['accuracy']:>11.2f}{r['loss_last']:>10.3f}"
-                      f"{r['total_rate']:>11.4f}{r['train_s']:>9.0f}", flush=True)
+        if "table3" in sections:
+            width = 4 if args.quick else 16
+            print(f"\nTable 3: residual networks, {blocks} blocks of two {width}c3 (stem {width}c3s2, {2 * blocks + 2} "
+                  f"weight layers), {epochs} epochs")
+            print(f"{'method':<8}{'block':<10}{'accuracy %':>11}{'loss last':>10}{'total rate':>11}{'train s':>9}")
+            for norm in ("psp-bn", "psp-ln"):
+                for kind in ("post", "pre"):
+                    model = residual_cnn(kind, blocks, width, srm(2))
+                    fixed = tuple(pr.name for pr in model.projections if pr.name.startswith(IDENTITY_PREFIX))
+                    r = runner.run(f"table3_{norm}_{kind}_{blocks}", model, norm=norm, epochs=epochs, fixed=fixed,
+                                   export=False)
+                    print(f"{name_of(norm):<8}{kind + '-act':<10}{100 * r['accuracy']:>11.2f}{r['loss_last']:>10.3f}"
+                          f"{r['total_rate']:>11.4f}{r['train_s']:>9.0f}", flush=True)
 
 
 if __name__ == "__main__":
