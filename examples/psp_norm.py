@@ -3,7 +3,7 @@
     python examples/psp_norm.py                      # about 45 minutes on 2 cores
     python examples/psp_norm.py --out runs/psp       # keep checkpoints and results: a rerun resumes
     python examples/psp_norm.py --quick              # smoke test (under a minute)
-    python examples/psp_norm.py --surrogate slayer --sections table2   # Table 2 with seed 003's SLAYER
+    python examples/psp_norm.py --surrogate slayer --sections table2   # Table 2 with SLAYER (5 minutes)
 
 Ikegawa et al. (seed 003) train SRM networks with SLAYER on N-MNIST and
 Fashion-MNIST for 100 epochs at 100-300 steps on a GPU. This script keeps
