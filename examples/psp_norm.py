@@ -25,7 +25,7 @@ SRM neurons with tau_s = tau_r = 2 steps (dt = 1 ms) and seed 003's
 refractory kernel -2 theta e^(-t/tau_r); threshold 1 with torch's default
 initialisation (seed 003's threshold 10 with weights x 10 is the same
 network with every potential x 10); analog input over 16 steps; the arctan
-surrogate (seed 003 used SLAYER, which this script does not measure); AdamW, batch 32,
+surrogate by default (--surrogate slayer: seed 003's); AdamW, batch 32,
 learning rate 5e-3 with warm-up and cosine decay; the first 2,000 training
 images. Accuracy of a PSP-LN network is its own forward pass (it cannot be
 exported); the others are also exported with their statistics folded in and
