@@ -70,7 +70,7 @@ class TimestepNetwork:
     def __init__(self, model: SpikingModel, *, dtype: np.dtype, device: torch.device):
         self.model, self.device, self.dtype = model, device, np.dtype(dtype)
         self.torch_dtype = getattr(torch, self.dtype.name)
-        self.params = [NeuronParams.from_population(p, np.dtype(dtype), engine="torch", dt=model.dt,
+        self.params = [NeuronParams.from_population(p, self.dtype, engine="torch", dt=model.dt,
                                                     kinds=TORCH_KINDS).to_torch(device)
                        for p in model.populations]
         self.sizes = [p.size for p in model.populations]
@@ -83,6 +83,8 @@ class TimestepNetwork:
         self.membrane = model.readout == "membrane"
         self.spiking = [not (self.membrane and i == self.output_index) for i in range(len(self.sizes))]
         rank = {INPUT: -1, **self.index}
+        #: projections from the same or a later population (recurrent or backward edges): none in a feed-forward model
+        self.backward = [pr.name for pr in model.projections if rank[pr.source] >= rank[pr.target]]
         order = {pr.name: k for k, pr in enumerate(model.projections)}
         # the spike input of each population, in the event engine's summation order (module docstring)
         self.incoming = [sorted((pr for pr in model.projections if pr.target == p.name),
@@ -209,11 +211,9 @@ class TimestepNetwork:
         ``input_spikes``: the input's spikes (steps, batch, n_inputs). Returns every population's emitted
         spikes (or potentials) as (steps, batch, n), by name.
         """
-        order = {INPUT: -1, **self.index}
-        later = [pr.name for pr in self.model.projections if order[pr.source] >= order[pr.target]]
-        if later:
+        if self.backward:
             raise EngineError(f"TimestepNetwork.run_layerwise: the model must be feed-forward, but projection(s) "
-                              f"{', '.join(map(repr, later))} come from the same or a later population.")
+                              f"{', '.join(map(repr, self.backward))} come from the same or a later population.")
         trains: dict[str, torch.Tensor | None] = {INPUT: input_spikes}  # the spikes each projection reads
         emitted_by: dict[str, torch.Tensor] = {}
         products: dict[tuple, torch.Tensor] = {}  # one per operator, weight tensor, source, delay and factor

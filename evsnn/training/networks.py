@@ -36,19 +36,12 @@ __all__ = ["plain_cnn", "residual_cnn", "IDENTITY_PREFIX"]
 IDENTITY_PREFIX = "identity"
 
 
-def _conv_init(generator: torch.Generator, c_in: int, c_out: int, k: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """An ``nn.Conv2d``'s default weight and bias (Kaiming-uniform, a = sqrt(5)) times ``scale``, drawn from
-    ``generator``."""
-    bound = scale / np.sqrt(c_in * k * k)
-    weight = (torch.rand((c_out, c_in, k, k), generator=generator, dtype=torch.float64) * 2 - 1) * bound
-    bias = (torch.rand(c_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-    return weight.numpy().astype(np.float32), bias.numpy().astype(np.float32)
-
-
-def _dense_init(generator: torch.Generator, n_in: int, n_out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    bound = scale / np.sqrt(n_in)
-    weight = (torch.rand((n_out, n_in), generator=generator, dtype=torch.float64) * 2 - 1) * bound
-    bias = (torch.rand(n_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+def _default_init(generator: torch.Generator, shape: tuple[int, ...], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A weight of ``shape`` (out, in, ...) and its bias as ``nn.Conv2d`` and ``nn.Linear`` initialize them
+    (uniform in +-1/sqrt(fan_in): Kaiming-uniform with a = sqrt(5)), times ``scale``, drawn from ``generator``."""
+    bound = scale / np.sqrt(np.prod(shape[1:]))
+    weight = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+    bias = (torch.rand(shape[0], generator=generator, dtype=torch.float64) * 2 - 1) * bound
     return weight.numpy().astype(np.float32), bias.numpy().astype(np.float32)
 
 
@@ -70,13 +63,13 @@ def plain_cnn(channels: Sequence[int], neuron: NeuronSpec, *, strides: Sequence[
     populations, projections, source, shape = [], [], INPUT, tuple(input_shape)
     for k, (c, s) in enumerate(zip(channels, strides), start=1):
         out = (c, _out_size(shape[1], s), _out_size(shape[2], s))
-        weight, b = _conv_init(g, shape[0], c, 3, scale)
+        weight, b = _default_init(g, (c, shape[0], 3, 3), scale)
         populations.append(Population(f"conv{k}", out, neuron, bias=np.repeat(b, out[1] * out[2]).reshape(out)
                                       if bias else None))
         projections.append(Projection(f"conv{k}", source, f"conv{k}", Conv2d(weight, input_shape=shape,
                                                                               stride=(s, s), padding=(1, 1))))
         source, shape = f"conv{k}", out
-    weight, b = _dense_init(g, int(np.prod(shape)), classes, scale)
+    weight, b = _default_init(g, (classes, int(np.prod(shape))), scale)
     populations.append(Population("fc", (classes,), neuron, bias=b if bias else None))
     projections.append(Projection("fc", source, "fc", Dense(weight)))
     return SpikingModel(input=InputSpec(tuple(input_shape), encoding=encoding), populations=populations,
@@ -98,15 +91,15 @@ def residual_cnn(kind: str, blocks: int, channels: int, neuron: NeuronSpec, *, s
     g = torch.Generator().manual_seed(seed)
     c_in = input_shape[0]
     shape = (channels, _out_size(input_shape[1], stem_stride), _out_size(input_shape[2], stem_stride))
-    stem = Conv2d(_conv_init(g, c_in, channels, 3, scale)[0], input_shape=tuple(input_shape), stride=(stem_stride,) * 2,
-                  padding=(1, 1))
+    stem = Conv2d(_default_init(g, (channels, c_in, 3, 3), scale)[0], input_shape=tuple(input_shape),
+                  stride=(stem_stride,) * 2, padding=(1, 1))
     populations = [Population("a1", shape, neuron)]
     projections = [Projection("stem_a1", INPUT, "a1", stem)]
     second: list[tuple[int, Conv2d]] = []  # per block, its second conv (pre-activation: shared by later blocks)
     identity = Conv2d(np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1), input_shape=shape)
     for k in range(1, blocks + 1):
-        first = Conv2d(_conv_init(g, channels, channels, 3, scale)[0], input_shape=shape, padding=(1, 1))
-        conv2 = Conv2d(_conv_init(g, channels, channels, 3, scale)[0], input_shape=shape, padding=(1, 1))
+        first = Conv2d(_default_init(g, (channels, channels, 3, 3), scale)[0], input_shape=shape, padding=(1, 1))
+        conv2 = Conv2d(_default_init(g, (channels, channels, 3, 3), scale)[0], input_shape=shape, padding=(1, 1))
         second.append((k, conv2))
         populations += [Population(f"b{k}", shape, neuron), Population(f"a{k + 1}", shape, neuron)]
         projections.append(Projection(f"conv1_b{k}", f"a{k}", f"b{k}", first))
@@ -116,7 +109,7 @@ def residual_cnn(kind: str, blocks: int, channels: int, neuron: NeuronSpec, *, s
         else:  # h_{k+1} = F(h_k + G_k): the identity from a{k}, block k's second conv
             projections += [Projection(f"{IDENTITY_PREFIX}_a{k}_a{k + 1}", f"a{k}", f"a{k + 1}", identity),
                             Projection(f"conv2_b{k}_a{k + 1}", f"b{k}", f"a{k + 1}", conv2)]
-    weight, b = _dense_init(g, int(np.prod(shape)), classes, scale)
+    weight, b = _default_init(g, (classes, int(np.prod(shape))), scale)
     populations.append(Population("fc", (classes,), neuron, bias=b))
     projections.append(Projection("fc", f"a{blocks + 1}", "fc", Dense(weight)))
     return SpikingModel(input=InputSpec(tuple(input_shape), encoding=encoding), populations=populations,

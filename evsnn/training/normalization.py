@@ -34,6 +34,8 @@ weights (:math:`\gamma / \sigma` per output channel) and the bias
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,10 +50,7 @@ def channels_of(shape: tuple[int, ...]) -> tuple[int, int]:
     channel per neuron otherwise (a flat layer's statistics are per neuron, as BatchNorm1d's)."""
     if len(shape) == 3:
         return shape[0], shape[1] * shape[2]
-    n = 1
-    for d in shape:
-        n *= d
-    return n, 1
+    return math.prod(shape), 1
 
 
 class PSPNorm(nn.Module):

@@ -96,13 +96,13 @@ class SpikingNetwork(nn.Module):
         self.encoding = encoding or model.input.encoding
         self.spike_fn = make_surrogate(spike_fn)
         self.network = TimestepNetwork(model, dtype=np.dtype(dtype), device=check_device(device))
-        index = {INPUT: -1, **self.network.index}
-        self.layerwise = all(index[pr.source] < index[pr.target] for pr in model.projections)
+        self.layerwise = not self.network.backward
         self.norm, self.norm_lambda, self.momentum = norm, norm_lambda, momentum
         self.psp_norms, self.input_norms = self._normalizations()
         unknown = sorted(set(fixed) - {pr.name for pr in model.projections})
         if unknown:
-            raise ValueError(f"SpikingNetwork: fixed names no projection of the model: {', '.join(map(repr, unknown))}.")
+            raise ValueError(f"SpikingNetwork: fixed names no projection of the model: "
+                             f"{', '.join(map(repr, unknown))}.")
         self.fixed = tuple(fixed)
         self.weights = nn.ParameterList()
         shared: dict[int, nn.Parameter] = {}  # projections with one operator object share one parameter
@@ -235,7 +235,7 @@ class SpikingNetwork(nn.Module):
             analog = net.analog_input(torch.as_tensor(encoded.current(0, n), device=net.device).to(net.torch_dtype))
         if self.layerwise:
             self._factors: dict[str, torch.Tensor] = {}
-            emitted = net.run_layerwise(self.steps, n, raster if raster is None else raster.to(net.torch_dtype),
+            emitted = net.run_layerwise(self.steps, n, None if raster is None else raster.to(net.torch_dtype),
                                         analog, self.spike_fn, self._input_scale if self.psp_norms else None,
                                         self._normalize if self.input_norms else None)
             with torch.no_grad():
@@ -325,8 +325,9 @@ def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, 
 
     The loop is :func:`evsnn.training.train_classifier`'s (AdamW, warm-up and cosine decay, cross-entropy of
     the logits of :class:`SpikingNetwork`, random shifts up to ``max_shift`` pixels), seeded by ``seed``.
-    ``norm``, ``norm_lambda``, ``fixed``, ``train_thresholds``: :class:`SpikingNetwork`'s (a PSP-LN network cannot be exported: train it with
-    :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier` directly). ``checkpoint``: a file that
+    ``norm``, ``norm_lambda``, ``fixed``, ``train_thresholds``: :class:`SpikingNetwork`'s (a PSP-LN network
+    cannot be exported: train it with :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier`
+    directly). ``checkpoint``: a file that
     makes the run resumable (:func:`~evsnn.training.train_classifier`).
     """
     net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed, norm=norm,
