@@ -163,6 +163,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(data
     other = small_mlp(evsnn.NeuronSpec("lif", beta=0.9), hidden=16)
     with pytest.raises(ValueError, match=r"run\.pt.*another network's parameters"):
         train_classifier(SpikingNetwork(other, steps=6), x, y, progress=False, checkpoint=path, **settings)
+    with pytest.raises(evsnn.errors.InputError, match="checkpoint .*nowhere.*does not exist"):
+        train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False,
+                         checkpoint=tmp_path / "nowhere" / "run.pt", **settings)
     (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"torn\.pt.*cannot be read"):
         train_classifier(SpikingNetwork(model, steps=6), x, y, progress=False, checkpoint=tmp_path / "torn.pt",

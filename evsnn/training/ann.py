@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import check_output_path
+
 __all__ = ["diehl_mlp", "diehl_cnn", "train_diehl", "RECIPE", "train_classifier", "accuracy", "random_shift"]
 
 #: The tuned recipe of :func:`train_diehl` (chosen for the MLP on held-out training images, never on the
@@ -126,6 +128,8 @@ def train_classifier(
     """
     if epochs < 1:
         raise ValueError(f"train_classifier: epochs must be >= 1, got {epochs}.")
+    if checkpoint is not None:  # before any training: a bad path must not cost the first epoch
+        checkpoint = check_output_path(checkpoint, what="train_classifier: checkpoint")
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
     rng = np.random.default_rng(seed)
