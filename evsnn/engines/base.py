@@ -25,22 +25,29 @@ class BatchOutput:
     sops_nominal: dict[str, np.ndarray]
     input_macs: dict[str, np.ndarray]
     rasters: dict[str, list] = field(default_factory=dict)  # name -> [(sample, step, neuron) arrays]
+    #: ``spike_counts`` stacked (population, batch, steps) and ``sops``, ``sops_nominal`` stacked (2, projection,
+    #: batch, steps): the dicts' arrays are views of these (what a compiled loop writes through one argument)
+    count_stack: np.ndarray | None = None
+    sop_stack: np.ndarray | None = None
 
     @classmethod
     def empty(cls, model: SpikingModel, encoded: EncodedInput, batch: int, record: frozenset[str]) -> "BatchOutput":
         n_out, steps = model.population(model.output).size, encoded.steps
         dtype = np.float64 if model.readout == "membrane" else np.int64
         spiking_input = encoded.is_spiking
-        zeros = lambda: np.zeros((batch, steps), dtype=np.int64)  # noqa: E731
         fed_by_spikes = [pr.name for pr in model.projections if pr.source != INPUT or spiking_input]
         analog = [pr.name for pr in model.projections if pr.source == INPUT and not spiking_input]
+        counts = np.zeros((len(model.populations), batch, steps), dtype=np.int64)
+        sops = np.zeros((2, len(fed_by_spikes), batch, steps), dtype=np.int64)
         return cls(
             output=np.zeros((batch, steps, n_out), dtype=dtype),
-            spike_counts={p.name: zeros() for p in model.populations},
-            sops={name: zeros() for name in fed_by_spikes},
-            sops_nominal={name: zeros() for name in fed_by_spikes},
-            input_macs={name: zeros() for name in analog},
+            spike_counts={p.name: counts[k] for k, p in enumerate(model.populations)},
+            sops={name: sops[0, k] for k, name in enumerate(fed_by_spikes)},
+            sops_nominal={name: sops[1, k] for k, name in enumerate(fed_by_spikes)},
+            input_macs={name: np.zeros((batch, steps), dtype=np.int64) for name in analog},
             rasters={name: [] for name in record},
+            count_stack=counts,
+            sop_stack=sops,
         )
 
 

@@ -39,6 +39,9 @@ and separately its nominal fan-out (zeros included), both from
 
 Notes
 -----
+One compiled call (:func:`evsnn.engines.kernels.run_steps`) runs these steps for a whole batch; it hands a
+step back to Python only for a recorded population's raster and for spikes that go to a dense product.
+
 A population that is IF (no leak), has no bias, no analog input and no
 pending input, and whose potentials are all below threshold, is skipped: it
 cannot spike and its state does not change. The event kernels add in the order
@@ -269,6 +272,45 @@ class EventEngine(Engine):
                                     and not (self.membrane and i == self.output_index)
                                     for i, p in enumerate(model.populations)]
         self.bias = [None if p.bias is None else p.bias.reshape(-1).astype(self.dtype) for p in model.populations]
+        self.membrane_pops = [self.membrane and i == self.output_index for i in range(len(model.populations))]
+        self.marking = [not self.membrane and i == self.output_index  # spikes are the output
+                        for i in range(len(model.populations))]
+        self._build_routes()
+        self.loops: dict[int, _LoopState] = {}  # the step loop's arrays, per batch size
+
+    def _build_routes(self) -> None:
+        """The step loop's constants: the route table (projections grouped by source, the input first), the
+        operators' arrays in one typed list per kind, each population's bias, the analog input's targets."""
+        kinds = {_DenseDelivery: kernels.KIND_DENSE, _ConvDelivery: kernels.KIND_CONV,
+                 _SparseDelivery: kernels.KIND_CSR}
+        self.items: dict[type, list[_Delivery]] = {kind: [] for kind in kinds}
+        self.route_order = [pr for source in [INPUT, *self.index] for pr in self.outgoing[source]]
+        self.route_ptr = np.cumsum([0] + [len(self.outgoing[s]) for s in [INPUT, *self.index]], dtype=np.int64)
+        rows = []
+        for pr in self.route_order:
+            d = self.deliveries[pr.name]
+            items = self.items[type(d)]
+            hw, taps = (d.hw, d.taps) if isinstance(d, _ConvDelivery) else (0, 0)
+            rows.append([kinds[type(d)], self.index[pr.target], pr.delay, len(items), -1, hw, taps])
+            items.append(d)
+        self.routes = np.array(rows, dtype=np.int64).reshape(-1, len(kernels.ROUTE_ROWS))
+        self.analog_routes = np.array([[self.index[pr.target], pr.delay] for pr in self.outgoing[INPUT]],
+                                      dtype=np.int64).reshape(-1, 2)
+        dense, conv, csr = (self.items[k] for k in kinds)
+        fixed = np.zeros(1, dtype=np.int64)
+        fixed.flags.writeable = False  # the operators' fan-out arrays are read-only
+        like = lambda *shape, dtype=self.dtype: np.zeros(shape, dtype=dtype)  # noqa: E731
+        self.constants = (
+            _typed_list(self.tables, like(1, 1)),
+            _typed_list([like(0) if b is None else b for b in self.bias], like(1)),
+            _typed_list([pr.op.fan_out()[0] for pr in self.route_order], fixed),
+            _typed_list([pr.op.fan_out()[1] for pr in self.route_order], fixed),
+            _typed_list([d.wt for d in dense], like(1, 1)),
+            _typed_list([a for d in conv for a in (d.start, d.length, d.tap, d.pos)], like(1, dtype=np.int64)),
+            _typed_list([d.kernel for d in conv], like(1, 1)),
+            _typed_list([a for d in csr for a in (d.indptr, d.indices)], like(1, dtype=np.int64)),
+            _typed_list([d.data for d in csr], like(1)),
+        )
 
     @property
     def settings(self) -> dict:
@@ -314,105 +356,129 @@ class EventEngine(Engine):
         model, dtype = self.model, self.dtype
         batch, steps = stop - start, encoded.steps
         pops = model.populations
-        sizes = [p.size for p in pops]
         parallel = self.threads > 1 and batch > 1
         if parallel:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         out = BatchOutput.empty(model, encoded, batch, record)
-        states = [initial_state(p, batch, n, dtype) for p, n in zip(self.params, sizes)]
-        length = self.ring_length
-        ring = [np.zeros((length, batch, n), dtype=dtype) for n in sizes]
-        pending = [[False] * length for _ in pops]  # whether slot s of population i's ring holds input
-        may_fire = [bool((st.v >= p.threshold).any()) for st, p in zip(states, self.params)]
-        # the fused step's outputs, one set per population: spike indices per row, their count, any v >= threshold
-        idx = [np.zeros((batch, n), dtype=np.int64) for n in sizes]
-        counts = [np.zeros(batch, dtype=np.int64) for _ in sizes]
-        at_threshold = [np.zeros(batch, dtype=bool) for _ in sizes]
-        flat_idx = [a.reshape(-1) for a in idx]
-        starts = [np.arange(batch, dtype=np.int64) * n for n in sizes]
-        limits = {name: d.dense_limit(batch) for name, d in self.deliveries.items()}
+        loop = self._loop(batch)
+        loop.reset(self.params)
+        pending = np.zeros((len(pops), self.ring_length), dtype=bool)  # whether slot s of population i holds input
+        may_fire = np.array([bool((v >= p.threshold).any()) for v, p in zip(loop.v, self.params)])
 
-        analog: list[list[tuple[int, np.ndarray]]] = [[] for _ in pops]  # (delay, current) per population
-        analog_targets = set() if encoded.is_spiking else {pr.target for pr in self.outgoing[INPUT]}
-        skippable = [quiet and p.name not in analog_targets for quiet, p in zip(self.quiet_without_input, pops)]
+        analog_targets = set()
         if encoded.is_spiking:
             in_indptr, in_flat = encoded.spike_rows(start, stop, threads=self.threads)
             in_counts = np.diff(in_indptr)
         else:
+            in_indptr = in_counts = in_flat = np.zeros(1, dtype=np.int64)
             x = encoded.current(start, stop)
-            for pr in self.outgoing[INPUT]:
-                i = self.index[pr.target]
+            for k, pr in enumerate(self.outgoing[INPUT]):
                 with one_blas_thread():  # the same sums whatever `threads` is
-                    current = pr.op.forward(x.astype(dtype)).astype(dtype)
-                analog[i].append((pr.delay, current))  # reaches the target from step `delay` on
+                    loop.analog[k][...] = pr.op.forward(x.astype(dtype))  # reaches the target from step `delay` on
                 out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]  # per sample, the same every step
-
+                analog_targets.add(pr.target)
+        fed = [p.name in analog_targets for p in pops]
         # the ODE form holds analog input and bias over the step, in a buffer of its own
-        held_input = [np.zeros((batch, n), dtype=dtype) if p.ode and (analog[i] or self.bias[i] is not None) else None
-                      for i, (p, n) in enumerate(zip(self.params, sizes))]
-        membrane = [self.membrane and i == self.output_index for i in range(len(pops))]
-        marking = [not self.membrane and i == self.output_index for i in range(len(pops))]  # spikes are the output
-        flags = [step_flags(p, held is not None, not m, mark)
-                 for p, held, m, mark in zip(self.params, held_input, membrane, marking)]
-
-        # per spike source: (delivery, target, delay, spike limit of its dense path, fan-out and SOP records) per
-        # projection; the delivery counts the SOPs of the spikes it delivers
-        routes = {source: [(self.deliveries[pr.name].deliver, self.index[pr.target], pr.delay, limits[pr.name],
-                            (*pr.op.fan_out(), out.sops[pr.name], out.sops_nominal[pr.name])) for pr in projections]
-                  for source, projections in self.outgoing.items() if source != INPUT or encoded.is_spiking}
-        spike_counts = [out.spike_counts[p.name] for p in pops]
-        no_marks = np.zeros((1, 1, 1), dtype=np.int64)
-        marks = [out.output if mark else no_marks for mark in marking]
+        held = [p.ode and (f or b is not None) for p, f, b in zip(self.params, fed, self.bias)]
+        skippable = [quiet and not f for quiet, f in zip(self.quiet_without_input, fed)]
+        recorded = [p.name in out.rasters for p in pops]
+        pop_flags = np.array([[b is not None, h, s, r, m] for b, h, s, r, m
+                              in zip(self.bias, held, skippable, recorded, self.membrane_pops)], dtype=np.int64)
+        flags = np.stack([step_flags(p, h, not m, mark) for p, h, m, mark
+                          in zip(self.params, held, self.membrane_pops, self.marking)])
+        sop_rows = {name: k for k, name in enumerate(out.sops)}
+        routes = self.routes.copy()
+        routes[:, kernels.ROUTE_ROWS.index("record")] = [sop_rows.get(pr.name, -1) for pr in self.route_order]
+        marks = np.zeros((1, 1, 1), dtype=np.int64) if self.membrane else out.output
+        membrane_out = out.output if self.membrane else np.zeros((1, 1, 1), dtype=np.float64)
 
         def emit(source: str, first: np.ndarray, count: np.ndarray, flat: np.ndarray, total: int, t: int) -> None:
-            for deliver, j, delay, limit, counting in routes[source]:
-                slot = (t + delay) % length
-                deliver(parallel, first, count, flat, total > limit, ring[j][slot], (*counting, t))
-                pending[j][slot] = True
+            """Deliver one source's spikes of step ``t`` here, where one of its routes goes dense (BLAS)."""
+            for pr in self.outgoing[source]:
+                j, slot = self.index[pr.target], (t + pr.delay) % self.ring_length
+                self.deliveries[pr.name].deliver(parallel, first, count, flat, total > loop.limits[pr.name],
+                                                 loop.ring[j][slot], (*pr.op.fan_out(), out.sops[pr.name],
+                                                                      out.sops_nominal[pr.name], t))
+                pending[j, slot] = True
 
-        # the fused step's arguments after (parallel, v, extra state, impulses): the held input, the tables, the outputs
-        step_args = [(st.v if held is None else held, self.tables[i], flags[i], idx[i], counts[i], at_threshold[i],
-                      spike_counts[i], marks[i]) for i, (st, held) in enumerate(zip(states, held_input))]
-        extra = [_extra_state(st, flags[i]) for i, st in enumerate(states)]  # the state kept beside v
-        bias = self.bias
-        recorded = [p.name in out.rasters for p in pops]
-        spiking = encoded.is_spiking
-        for t in range(steps):
-            slot = t % length
-            if spiking:
+        t, first = 0, -1
+        while True:
+            t, i, total, above = kernels.run_steps(
+                t, first, steps, parallel, encoded.is_spiking, flags, pop_flags, pending, may_fire, routes,
+                self.route_ptr, self.analog_routes, *self.constants, *loop.lists, in_indptr, in_counts, in_flat,
+                out.count_stack, out.sop_stack, marks, membrane_out)
+            if t == steps:
+                return out
+            if i < 0:  # the input's spikes of step t go dense
                 lo, hi = t * batch, (t + 1) * batch
-                total = int(in_indptr[hi] - in_indptr[lo])
+                emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
+            else:  # population i has stepped: record its raster, deliver its spikes (some by BLAS)
+                pop, idx, counts = pops[i], loop.idx[i], loop.counts[i]
+                if recorded[i]:
+                    rows = np.repeat(np.arange(batch), counts)
+                    cols = idx[np.arange(pop.size) < counts[:, None]]
+                    out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
                 if total:
-                    emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
-            for i, pop in enumerate(pops):
-                if skippable[i] and not pending[i][slot] and not may_fire[i]:
-                    continue  # IF, no bias, no input, all below threshold: nothing can happen
-                current = ring[i][slot]
-                # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
-                held = held_input[i]
-                if held is not None:
-                    held[...] = 0
-                into = current if held is None else held
-                for delay, analog_current in analog[i]:
-                    if t >= delay:
-                        into += analog_current
-                if bias[i] is not None:
-                    into += bias[i]
-                v = states[i].v
-                total, above = kernels.neuron_step(parallel, v, extra[i], current, *step_args[i], t)
-                if membrane[i]:
-                    out.output[:, t] = v
-                else:
-                    if recorded[i]:
-                        rows = np.repeat(np.arange(batch), counts[i])
-                        cols = idx[i][np.arange(sizes[i]) < counts[i][:, None]]
-                        out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
-                    if total:
-                        emit(pop.name, starts[i], counts[i], flat_idx[i], total, t)
-                    if skippable[i]:
-                        may_fire[i] = above
-                pending[i][slot] = False
-        return out
+                    emit(pop.name, loop.starts[i], counts, loop.flat[i], total, t)
+                if skippable[i]:
+                    may_fire[i] = above
+                pending[i, t % self.ring_length] = False
+            t, first = (t, i + 1) if i + 1 < len(pops) else (t + 1, -1)
+
+    def _loop(self, batch: int) -> "_LoopState":
+        """The step loop's working arrays for ``batch`` rows, allocated once per batch size."""
+        if batch not in self.loops:
+            self.loops[batch] = _LoopState(self, batch)
+        return self.loops[batch]
+
+
+class _LoopState:
+    """What :func:`~evsnn.engines.kernels.run_steps` works on for one batch size: numpy arrays (which the Python side
+    reads) and, in ``lists``, numba typed lists of the same memory (built once: an item costs about 10 µs)."""
+
+    def __init__(self, engine: "EventEngine", batch: int):
+        dtype, sizes = engine.dtype, [p.size for p in engine.model.populations]
+        self.batch, self.dtype, self.sizes = batch, dtype, sizes
+        initial = [initial_state(p, batch, n, dtype) for p, n in zip(engine.params, sizes)]
+        self.v = [st.v for st in initial]
+        self.extra = [_extra_state(st, step_flags(p, False, True)) for st, p in zip(initial, engine.params)]
+        self.ring = [np.zeros((engine.ring_length, batch, n), dtype=dtype) for n in sizes]
+        self.held = [np.zeros((batch, n), dtype=dtype) if p.ode else v for p, v, n in zip(engine.params, self.v, sizes)]
+        self.idx = [np.zeros((batch, n), dtype=np.int64) for n in sizes]
+        self.flat = [a.reshape(-1) for a in self.idx]
+        self.counts = [np.zeros(batch, dtype=np.int64) for _ in sizes]
+        self.at_threshold = [np.zeros(batch, dtype=bool) for _ in sizes]
+        self.starts = [np.arange(batch, dtype=np.int64) * n for n in sizes]
+        self.analog = [np.zeros((batch, engine.model.population(pr.target).size), dtype=dtype)
+                       for pr in engine.outgoing[INPUT]]
+        self.limits = {name: d.dense_limit(batch) for name, d in engine.deliveries.items()}
+        conv = [d.buffer(batch)["scatter"] for d in engine.items[_ConvDelivery]]
+        csr = [d.buffer(batch)["sums"] for d in engine.items[_SparseDelivery]]
+        limits = np.array([self.limits[pr.name] for pr in engine.route_order], dtype=np.float64)
+        self.lists = (*(_typed_list(arrays, like) for arrays, like in [
+            (self.v, np.zeros((1, 1), dtype)), (self.extra, np.zeros((1, 1, 1), dtype)),
+            (self.ring, np.zeros((1, 1, 1), dtype)), (self.held, np.zeros((1, 1), dtype)),
+            (self.idx, np.zeros((1, 1), np.int64)), (self.flat, np.zeros(1, np.int64)),
+            (self.counts, np.zeros(1, np.int64)), (self.at_threshold, np.zeros(1, bool)),
+            (self.starts, np.zeros(1, np.int64)), (conv, np.zeros((1, 1, 1), dtype)), (csr, np.zeros((1, 1), dtype)),
+            (self.analog, np.zeros((1, 1), dtype))]), limits)
+
+    def reset(self, params: list[NeuronParams]) -> None:
+        """The state at the start of a run (:func:`~evsnn.engines.neurons.initial_state`), nothing pending."""
+        for p, n, v, extra, ring in zip(params, self.sizes, self.v, self.extra, self.ring):
+            st = initial_state(p, self.batch, n, self.dtype)
+            v[...] = st.v
+            for row, name in enumerate(kernels.EXTRA_STATE.get(int(step_flags(p, False, True)[0]), ())):
+                extra[row] = getattr(st, name)
+            ring[...] = 0
+
+
+def _typed_list(arrays: list[np.ndarray], like: np.ndarray) -> numba.typed.List:
+    """A numba typed list of ``arrays`` (the same memory), typed like ``like`` (so that it may be empty)."""
+    out = numba.typed.List.empty_list(numba.typeof(like))
+    for a in arrays:
+        out.append(a)
+    return out
 
 
 def step_flags(p: NeuronParams, held: bool, emit: bool, mark: bool = False) -> np.ndarray:

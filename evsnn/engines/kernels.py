@@ -1,4 +1,5 @@
-"""Compiled (numba) loops of the event engine: delivery of spikes and the fused neuron step.
+"""Compiled (numba) loops of the event engine: delivery of spikes, the fused neuron step, and the step loop that
+runs a batch with them in one call.
 
 Spikes of one step are held per batch row: row ``b``'s source neurons are
 ``flat[starts[b] : starts[b] + counts[b]]``, ascending (a population's own
@@ -21,7 +22,8 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops",
-           "neuron_step", "PARAM_ROWS", "FLAG_ROWS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA", "MODE_THRESHOLD"]
+           "neuron_step", "run_steps", "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "MODE_DISCRETE", "MODE_ODE",
+           "MODE_ODE_CUBA", "MODE_THRESHOLD"]
 
 _jit = dict(cache=True, nogil=True)
 
@@ -223,117 +225,125 @@ FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit", "mark")
 
 
 @njit(**_jit)
-def _threshold(x, theta, v_reset, strict, reset_zero):
-    """Whether a potential ``x`` fires at ``theta`` (``>`` if ``strict``, else ``>=``), and ``x`` after the reset
-    (to ``v_reset``, or ``theta`` subtracted): the one threshold rule of both row loops."""
-    fired = x > theta if strict else x >= theta
-    if fired:
-        x = v_reset if reset_zero else x - theta
-    return fired, x
+def _integrate_row(b, v, extra, current, held, p, mode, has_leak, use_held):
+    """Pass 1 of row ``b``: the sub-threshold update of :func:`evsnn.engines.neurons.integrate`, the same operations
+    in the same order, ``current[b]`` zeroed; returns how many potentials are at or above threshold. No branch on
+    the data and no index written, so the compiler vectorizes it (a tenth of the time of one fused loop)."""
+    vb, cb = v[b], current[b]
+    theta = p[_THETA]
+    crossing = 0
+    if mode == MODE_SRM:  # the kernels' recursions; extra: the PSP kernel's two states and the refractory state
+        x0, psp0, r0 = extra[0, b], extra[1, b], extra[2, b]
+        alpha, gain, psp_gain, decay = p[_ALPHA], p[_HS], p[_PSP], p[_RDECAY]
+        for i in range(vb.shape[0]):
+            x = x0[i] + gain[i] * cb[i]
+            cb[i] = 0
+            psp = alpha[i] * (psp0[i] + psp_gain[i] * x)
+            x0[i] = alpha[i] * x
+            r = decay[i] * r0[i]
+            u = psp + r
+            psp0[i] = psp
+            r0[i] = r
+            vb[i] = u
+            crossing += u >= theta[i]
+        return crossing
+    if mode == MODE_THRESHOLD:  # stateless: the step's input is the potential
+        for i in range(vb.shape[0]):
+            x = cb[i]
+            cb[i] = 0
+            vb[i] = x
+            crossing += x >= theta[i]
+        return crossing
+    beta, leak = p[_BETA], p[_LEAK]
+    if mode == MODE_DISCRETE:
+        if has_leak:
+            for i in range(vb.shape[0]):
+                x = beta[i] * vb[i] + cb[i]
+                x = x + leak[i]
+                cb[i] = 0
+                vb[i] = x
+                crossing += x >= theta[i]
+        else:
+            for i in range(vb.shape[0]):
+                x = beta[i] * vb[i] + cb[i]
+                cb[i] = 0
+                vb[i] = x
+                crossing += x >= theta[i]
+        return crossing
+    # the ODE form: held input ``a`` over the step, the spikes as impulses at its end
+    ga, hb = p[_GA], held[b]
+    if mode == MODE_ODE_CUBA:
+        syn, cvi, alpha, hs, ha = extra[0, b], p[_CVI], p[_ALPHA], p[_HS], p[_HA]
+        for i in range(vb.shape[0]):
+            x = beta[i] * vb[i]
+            if has_leak:
+                x = x + leak[i]
+            x = x + cvi[i] * syn[i]
+            y = alpha[i] * syn[i] + hs[i] * cb[i]
+            if use_held:
+                a = hb[i]
+                x = x + ga[i] * a
+                y = y + ha[i] * a
+            syn[i] = y
+            cb[i] = 0
+            vb[i] = x
+            crossing += x >= theta[i]
+        return crossing
+    gs = p[_GS]
+    for i in range(vb.shape[0]):
+        x = beta[i] * vb[i]
+        if has_leak:
+            x = x + leak[i]
+        if use_held:
+            x = x + ga[i] * hb[i]
+        x = x + gs[i] * cb[i]
+        cb[i] = 0
+        vb[i] = x
+        crossing += x >= theta[i]
+    return crossing
 
 
 @njit(**_jit)
-def _discrete_row(b, v, current, p, strict, reset_zero, idx):
-    """:func:`_general_row` for the converters' neurons (IF/LIF in the discrete form, no leak term, emitting):
-    the same operations in the same order without the branches on the flags, which the compiler does not hoist."""
+def _fire_row(b, v, extra, p, srm, strict, reset_zero, idx):
+    """Pass 2 of row ``b``, run only when a potential reached threshold: threshold and reset
+    (:func:`evsnn.engines.neurons.neuron_step`), the spike indices to ``idx[b]`` in ascending order; returns their
+    number and whether any potential is still at or above threshold after the reset."""
+    vb = v[b]
+    theta, v_reset = p[_THETA], p[_VRESET]
     m = 0
     above = False
-    for i in range(v.shape[1]):
-        x = p[_BETA, i] * v[b, i] + current[b, i]
-        current[b, i] = 0
-        theta = p[_THETA, i]
-        fired, x = _threshold(x, theta, p[_VRESET, i], strict, reset_zero)
+    for i in range(vb.shape[0]):
+        x = vb[i]
+        th = theta[i]
+        fired = x > th if strict else x >= th
         if fired:
+            if srm:  # the reset is carried by the refractory state
+                psp = extra[1, b, i]
+                r = v_reset[i] - psp if reset_zero else extra[2, b, i] - p[_RJUMP, i]
+                extra[2, b, i] = r
+                x = psp + r
+            else:
+                x = v_reset[i] if reset_zero else x - th
+            vb[i] = x
             idx[b, m] = i
             m += 1
-        if x >= theta:
+        if x >= th:
             above = True
-        v[b, i] = x
-    return m, above
-
-
-@njit(**_jit)
-def _srm_row(b, v, extra, current, p, strict, reset_zero, emit, idx):
-    """:func:`_general_row` for SRM neurons: the kernels' recursions of :mod:`evsnn.engines.neurons`, the reset
-    carried by the refractory state (``extra``: the PSP kernel's two states and the refractory state)."""
-    m = 0
-    above = False
-    for i in range(v.shape[1]):
-        x = extra[0, b, i] + p[_HS, i] * current[b, i]
-        current[b, i] = 0
-        psp = p[_ALPHA, i] * (extra[1, b, i] + p[_PSP, i] * x)
-        extra[0, b, i] = p[_ALPHA, i] * x
-        r = p[_RDECAY, i] * extra[2, b, i]
-        u = psp + r
-        if emit:
-            fired = u > p[_THETA, i] if strict else u >= p[_THETA, i]
-            if fired:
-                r = p[_VRESET, i] - psp if reset_zero else r - p[_RJUMP, i]
-                u = psp + r
-                idx[b, m] = i
-                m += 1
-        if u >= p[_THETA, i]:
-            above = True
-        extra[1, b, i] = psp
-        extra[2, b, i] = r
-        v[b, i] = u
-    return m, above
-
-
-@njit(**_jit)
-def _general_row(b, v, extra, current, held, p, flags, idx):
-    """One row of :func:`evsnn.engines.neurons.neuron_step` (``emit``) or ``integrate`` (not ``emit``), every kind
-    and form; returns the number of spikes (indices in ``idx[b]``) and whether any ``v >= threshold``."""
-    mode, has_leak, use_held, strict, reset_zero, emit = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
-    if mode == MODE_SRM:
-        return _srm_row(b, v, extra, current, p, strict, reset_zero, emit, idx)
-    m = 0
-    above = False
-    for i in range(v.shape[1]):
-        cur = current[b, i]
-        current[b, i] = 0
-        if mode == MODE_THRESHOLD:
-            x = cur
-        elif mode == MODE_DISCRETE:
-            x = p[_BETA, i] * v[b, i] + cur
-            if has_leak:
-                x = x + p[_LEAK, i]
-        else:
-            x = p[_BETA, i] * v[b, i]
-            if has_leak:
-                x = x + p[_LEAK, i]
-            if mode == MODE_ODE_CUBA:
-                x = x + p[_CVI, i] * extra[0, b, i]
-                y = p[_ALPHA, i] * extra[0, b, i] + p[_HS, i] * cur
-                if use_held:
-                    a = held[b, i]
-                    x = x + p[_GA, i] * a
-                    y = y + p[_HA, i] * a
-                extra[0, b, i] = y
-            else:
-                if use_held:
-                    x = x + p[_GA, i] * held[b, i]
-                x = x + p[_GS, i] * cur
-        if emit:
-            fired, x = _threshold(x, p[_THETA, i], p[_VRESET, i], strict, reset_zero)
-            if fired:
-                idx[b, m] = i
-                m += 1
-        if x >= p[_THETA, i]:
-            above = True
-        v[b, i] = x
     return m, above
 
 
 @njit(**_jit)
 def _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
-    """One row of the fused step, the same operations in the same order as :mod:`evsnn.engines.neurons`; spike
-    indices go to ``idx[b, :counts[b]]``, their number also to ``record[b, t]`` and, with ``mark``, ones to
-    ``marks[b, t, idx]``; ``current[b]`` is zeroed."""
-    if flags[0] == MODE_DISCRETE and not flags[1] and flags[5]:
-        m, above = _discrete_row(b, v, current, p, flags[3], flags[4], idx)
-    else:
-        m, above = _general_row(b, v, extra, current, held, p, flags, idx)
+    """One row of the fused step, the same operations in the same order as :mod:`evsnn.engines.neurons`: integrate
+    every neuron, then, only where a potential reached threshold, fire and reset. Spike indices go to
+    ``idx[b, :counts[b]]``, their number also to ``record[b, t]`` and, with ``mark``, ones to ``marks[b, t, idx]``;
+    ``current[b]`` is zeroed."""
+    mode, emit = flags[0], flags[5]
+    crossing = _integrate_row(b, v, extra, current, held, p, mode, flags[1], flags[2])
+    m = 0
+    above = crossing > 0
+    if emit and above:
+        m, above = _fire_row(b, v, extra, p, mode == MODE_SRM, flags[3], flags[4], idx)
     counts[b] = m
     at_threshold[b] = above
     record[b, t] = m
@@ -374,3 +384,140 @@ def neuron_step(parallel: bool, v, extra, current, held, p, flags, idx, counts, 
     """
     return (_neuron_parallel if parallel else _neuron_serial)(v, extra, current, held, p, flags, idx, counts,
                                                               at_threshold, record, marks, t)
+
+
+# --- the whole step loop -------------------------------------------------------------------------------------------
+
+#: Columns of the step loop's per-population flags (beside :data:`FLAG_ROWS`): whether the population has a bias,
+#: reads held input, may be skipped while it cannot change, has its spikes recorded as a raster (Python does that),
+#: and is a membrane read-out.
+POP_ROWS = ("bias", "held", "skippable", "recorded", "membrane")
+_P_BIAS, _P_HELD, _P_SKIP, _P_RECORD, _P_MEMBRANE = range(len(POP_ROWS))
+#: Columns of the step loop's route table (one row per projection, grouped by source): its operator kind, target
+#: population, delay, index into its kind's lists, row of the SOP records, and (conv) pixels per channel and taps.
+ROUTE_ROWS = ("kind", "target", "delay", "item", "record", "hw", "taps")
+KIND_DENSE, KIND_CONV, KIND_CSR = range(3)
+_R_KIND, _R_TARGET, _R_DELAY, _R_ITEM, _R_RECORD, _R_HW, _R_TAPS = range(len(ROUTE_ROWS))
+
+
+@njit(**_jit)
+def _deliver_route(parallel, route, k, starts, counts, flat, ring, slot, synapses, connections, sop_rec, t,
+                   dense_wt, conv_tables, conv_kernel, csr_tables, csr_data, conv_buf, csr_buf):
+    """Deliver one step's spikes through route ``k`` (a row of the route table) with its event kernel, into the
+    target's ring slot, counting their SOPs."""
+    out = ring[route[_R_TARGET]][slot]
+    item, rec = route[_R_ITEM], route[_R_RECORD]
+    syn, con, sops, nominal = synapses[k], connections[k], sop_rec[0, rec], sop_rec[1, rec]
+    kind = route[_R_KIND]
+    if kind == KIND_DENSE:
+        if parallel:
+            _deliver_dense_parallel(starts, counts, flat, dense_wt[item], out, syn, con, sops, nominal, t)
+        else:
+            _deliver_dense_serial(starts, counts, flat, dense_wt[item], out, syn, con, sops, nominal, t)
+    elif kind == KIND_CONV:
+        hw, taps = route[_R_HW], route[_R_TAPS]
+        start, length = conv_tables[4 * item], conv_tables[4 * item + 1]
+        tap, pos = conv_tables[4 * item + 2], conv_tables[4 * item + 3]
+        if parallel:
+            _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, conv_kernel[item],
+                                   conv_buf[item], out, syn, con, sops, nominal, t)
+        else:
+            _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, conv_kernel[item],
+                                 conv_buf[item], out, syn, con, sops, nominal, t)
+    else:
+        indptr, indices = csr_tables[2 * item], csr_tables[2 * item + 1]
+        if parallel:
+            _deliver_csr_parallel(starts, counts, flat, indptr, indices, csr_data[item], csr_buf[item], out, syn,
+                                  con, sops, nominal, t)
+        else:
+            _deliver_csr_serial(starts, counts, flat, indptr, indices, csr_data[item], csr_buf[item], out, syn, con,
+                                sops, nominal, t)
+
+
+@njit(**_jit)
+def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may_fire, routes, route_ptr, analog_routes,
+              tables, bias, synapses, connections, dense_wt, conv_tables, conv_kernel, csr_tables, csr_data,
+              v, extra, ring, held, idx, flat, counts, at_threshold, starts, conv_buf, csr_buf, analog, limits,
+              in_indptr, in_counts, in_flat, count_rec, sop_rec, marks, membrane_out):
+    """Steps ``t .. steps - 1`` of :meth:`evsnn.engines.event.EventEngine.run_batch` in one compiled call: per step the
+    input's spikes, then each population in order (its input, bias and analog current summed, the fused step of
+    :func:`_neuron_row`, its spikes delivered through each outgoing route with the event kernels, its ring slot
+    cleared), exactly as the engine's Python loop describes it. ``first``: the population step ``t`` starts at
+    (-1: the input's spikes first). The arguments: the run's flags and records (``flags``: :data:`FLAG_ROWS` and
+    ``pop_flags``: :data:`POP_ROWS` per population, ``pending`` (population, ring slot), ``may_fire``, ``routes``:
+    :data:`ROUTE_ROWS`), the engine's constants, the batch size's state, the input and the records.
+
+    Hands back to Python, which delivers by BLAS and records rasters, where that is needed: returns ``(t, i,
+    spikes, above)`` after population ``i``'s step when it is recorded or when one of its routes must go dense
+    (spikes above ``limits``), before anything of it was delivered (``i = -1``: the input's spikes at ``t`` must go
+    dense); ``(steps, -1, 0, False)`` at the end. Lists hold one array per population (``v`` .. ``bias``, indexed
+    like the model's populations) or per item of an operator kind; ``route_ptr[s] : route_ptr[s + 1]`` are the
+    routes of source ``s`` (0: the input, ``i + 1``: population ``i``)."""
+    npops = len(v)
+    length = ring[0].shape[0]
+    batch = v[0].shape[0]
+    while t < steps:
+        slot = t % length
+        if first < 0:
+            first = 0
+            if spiking:
+                lo, hi = t * batch, (t + 1) * batch
+                total = in_indptr[hi] - in_indptr[lo]
+                if total:
+                    for k in range(route_ptr[0], route_ptr[1]):
+                        if total > limits[k]:
+                            return t, -1, total, False
+                    for k in range(route_ptr[0], route_ptr[1]):
+                        route = routes[k]
+                        target_slot = (t + route[_R_DELAY]) % length
+                        _deliver_route(parallel, route, k, in_indptr[lo:hi], in_counts[lo:hi], in_flat, ring,
+                                       target_slot, synapses, connections, sop_rec, t, dense_wt, conv_tables,
+                                       conv_kernel, csr_tables, csr_data, conv_buf, csr_buf)
+                        pending[route[_R_TARGET], target_slot] = True
+        for i in range(first, npops):
+            pf = pop_flags[i]
+            if pf[_P_SKIP] and not pending[i, slot] and not may_fire[i]:
+                continue  # IF, no bias, no input, all below threshold: nothing can happen
+            current = ring[i][slot]
+            # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
+            into = current
+            if pf[_P_HELD]:
+                into = held[i]
+                into[:, :] = 0
+            for a in range(analog_routes.shape[0]):
+                if analog_routes[a, 0] == i and t >= analog_routes[a, 1]:
+                    into += analog[a]
+            if pf[_P_BIAS]:
+                b_i = bias[i]
+                for b in range(batch):
+                    into[b] += b_i
+            if parallel:
+                total, above = _neuron_parallel(v[i], extra[i], current, held[i], tables[i], flags[i], idx[i],
+                                                counts[i], at_threshold[i], count_rec[i], marks, t)
+            else:
+                total, above = _neuron_serial(v[i], extra[i], current, held[i], tables[i], flags[i], idx[i],
+                                              counts[i], at_threshold[i], count_rec[i], marks, t)
+            if pf[_P_MEMBRANE]:
+                membrane_out[:, t, :] = v[i]
+            else:
+                handback = pf[_P_RECORD] != 0
+                if total:
+                    for k in range(route_ptr[i + 1], route_ptr[i + 2]):
+                        if total > limits[k]:
+                            handback = True
+                if handback:
+                    return t, i, total, above
+                if total:
+                    for k in range(route_ptr[i + 1], route_ptr[i + 2]):
+                        route = routes[k]
+                        target_slot = (t + route[_R_DELAY]) % length
+                        _deliver_route(parallel, route, k, starts[i], counts[i], flat[i], ring, target_slot,
+                                       synapses, connections, sop_rec, t, dense_wt, conv_tables, conv_kernel,
+                                       csr_tables, csr_data, conv_buf, csr_buf)
+                        pending[route[_R_TARGET], target_slot] = True
+                if pf[_P_SKIP]:
+                    may_fire[i] = above
+            pending[i, slot] = False
+        first = -1
+        t += 1
+    return steps, -1, 0, False
