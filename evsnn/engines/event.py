@@ -297,20 +297,13 @@ class EventEngine(Engine):
         self.analog_routes = np.array([[self.index[pr.target], pr.delay] for pr in self.outgoing[INPUT]],
                                       dtype=np.int64).reshape(-1, 2)
         dense, conv, csr = (self.items[k] for k in kinds)
-        fixed = np.zeros(1, dtype=np.int64)
-        fixed.flags.writeable = False  # the operators' fan-out arrays are read-only
-        like = lambda *shape, dtype=self.dtype: np.zeros(shape, dtype=dtype)  # noqa: E731
-        self.constants = (
-            _typed_list(self.tables, like(1, 1)),
-            _typed_list([like(0) if b is None else b for b in self.bias], like(1)),
-            _typed_list([pr.op.fan_out()[0] for pr in self.route_order], fixed),
-            _typed_list([pr.op.fan_out()[1] for pr in self.route_order], fixed),
-            _typed_list([d.wt for d in dense], like(1, 1)),
-            _typed_list([a for d in conv for a in (d.start, d.length, d.tap, d.pos)], like(1, dtype=np.int64)),
-            _typed_list([d.kernel for d in conv], like(1, 1)),
-            _typed_list([a for d in csr for a in (d.indptr, d.indices)], like(1, dtype=np.int64)),
-            _typed_list([d.data for d in csr], like(1)),
-        )
+        # the arrays of the step loop's lists that do not depend on the batch size (kernels.LISTS)
+        self.constants = {
+            "tables": self.tables, "bias": [np.zeros(0, self.dtype) if b is None else b for b in self.bias],
+            "dense_wt": [d.wt for d in dense], "conv_kernel": [d.kernel for d in conv],
+            "conv_tables": [a for d in conv for a in (d.start, d.length, d.tap, d.pos)],
+            "csr_tables": [a for d in csr for a in (d.indptr, d.indices)], "csr_data": [d.data for d in csr]}
+        self.fan_out = [pr.op.fan_out()[0] for pr in self.route_order] + [pr.op.fan_out()[1] for pr in self.route_order]
 
     @property
     def settings(self) -> dict:
@@ -405,8 +398,8 @@ class EventEngine(Engine):
         while True:
             t, i, total, above = kernels.run_steps(
                 t, first, steps, parallel, encoded.is_spiking, flags, pop_flags, pending, may_fire, routes,
-                self.route_ptr, self.analog_routes, *self.constants, *loop.lists, in_indptr, in_counts, in_flat,
-                out.count_stack, out.sop_stack, marks, membrane_out)
+                self.route_ptr, self.analog_routes, *loop.arguments, in_indptr, in_counts, in_flat, out.count_stack,
+                out.sop_stack, marks, membrane_out)
             if t == steps:
                 return out
             if i < 0:  # the input's spikes of step t go dense
@@ -434,7 +427,7 @@ class EventEngine(Engine):
 
 class _LoopState:
     """What :func:`~evsnn.engines.kernels.run_steps` works on for one batch size: numpy arrays (which the Python side
-    reads) and, in ``lists``, numba typed lists of the same memory (built once: an item costs about 10 µs)."""
+    reads) and, in ``arguments``, numba typed lists of the same memory (built once: an item costs about 10 µs)."""
 
     def __init__(self, engine: "EventEngine", batch: int):
         dtype, sizes = engine.dtype, [p.size for p in engine.model.populations]
@@ -452,16 +445,26 @@ class _LoopState:
         self.analog = [np.zeros((batch, engine.model.population(pr.target).size), dtype=dtype)
                        for pr in engine.outgoing[INPUT]]
         self.limits = {name: d.dense_limit(batch) for name, d in engine.deliveries.items()}
-        conv = [d.buffer(batch)["scatter"] for d in engine.items[_ConvDelivery]]
-        csr = [d.buffer(batch)["sums"] for d in engine.items[_SparseDelivery]]
+        arrays = {**engine.constants, "v": self.v, "held": self.held, "analog": self.analog, "extra": self.extra,
+                  "ring": self.ring, "flat": self.flat, "counts": self.counts, "starts": self.starts,
+                  "conv_buf": [d.buffer(batch)["scatter"] for d in engine.items[_ConvDelivery]],
+                  "csr_buf": [d.buffer(batch)["sums"] for d in engine.items[_SparseDelivery]]}
+        likes = {"float1": np.zeros(1, dtype), "float2": np.zeros((1, 1), dtype), "float3": np.zeros((1, 1, 1), dtype),
+                 "int1": np.zeros(1, np.int64)}
+        bases, lists = [], []
+        for kind, names in kernels.LISTS.items():
+            members = []
+            for name in names:
+                bases.append(len(members))
+                members += arrays[name]
+            lists.append(_typed_list(members, likes[kind]))
+        fixed = np.zeros(1, dtype=np.int64)
+        fixed.flags.writeable = False  # the operators' fan-out arrays are read-only
         limits = np.array([self.limits[pr.name] for pr in engine.route_order], dtype=np.float64)
-        self.lists = (*(_typed_list(arrays, like) for arrays, like in [
-            (self.v, np.zeros((1, 1), dtype)), (self.extra, np.zeros((1, 1, 1), dtype)),
-            (self.ring, np.zeros((1, 1, 1), dtype)), (self.held, np.zeros((1, 1), dtype)),
-            (self.idx, np.zeros((1, 1), np.int64)), (self.flat, np.zeros(1, np.int64)),
-            (self.counts, np.zeros(1, np.int64)), (self.at_threshold, np.zeros(1, bool)),
-            (self.starts, np.zeros(1, np.int64)), (conv, np.zeros((1, 1, 1), dtype)), (csr, np.zeros((1, 1), dtype)),
-            (self.analog, np.zeros((1, 1), dtype))]), limits)
+        # run_steps' arguments from ``limits`` to ``at_threshold``
+        self.arguments = (limits, np.array(bases, dtype=np.int64), *lists, _typed_list(engine.fan_out, fixed),
+                          _typed_list(self.idx, np.zeros((1, 1), np.int64)),
+                          _typed_list(self.at_threshold, np.zeros(1, bool)))
 
     def reset(self, params: list[NeuronParams]) -> None:
         """The state at the start of a run (:func:`~evsnn.engines.neurons.initial_state`), nothing pending."""

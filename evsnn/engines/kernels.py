@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops",
-           "neuron_step", "run_steps", "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "MODE_DISCRETE", "MODE_ODE",
-           "MODE_ODE_CUBA", "MODE_THRESHOLD"]
+__all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "neuron_step", "run_steps",
+           "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "LISTS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA",
+           "MODE_THRESHOLD"]
 
 _jit = dict(cache=True, nogil=True)
 
@@ -394,68 +394,86 @@ def neuron_step(parallel: bool, v, extra, current, held, p, flags, idx, counts, 
 POP_ROWS = ("bias", "held", "skippable", "recorded", "membrane")
 _P_BIAS, _P_HELD, _P_SKIP, _P_RECORD, _P_MEMBRANE = range(len(POP_ROWS))
 #: Columns of the step loop's route table (one row per projection, grouped by source): its operator kind, target
-#: population, delay, index into its kind's lists, row of the SOP records, and (conv) pixels per channel and taps.
+#: population, delay, index among its kind's operators, row of the SOP records, and (conv) pixels per channel and
+#: taps.
 ROUTE_ROWS = ("kind", "target", "delay", "item", "record", "hw", "taps")
 KIND_DENSE, KIND_CONV, KIND_CSR = range(3)
 _R_KIND, _R_TARGET, _R_DELAY, _R_ITEM, _R_RECORD, _R_HW, _R_TAPS = range(len(ROUTE_ROWS))
+#: The step loop's arrays travel in one typed list per array type (a numba call costs about 0.5 µs per list
+#: argument, paid again at each step handed back to Python); ``bases[k]`` is where the arrays named ``LISTS[k]``
+#: start in their list, one per population (``tables`` .. ``flat``, ``bias``), per input projection (``analog``), per
+#: operator of the kind (``dense_wt``, ``conv_kernel``, ``conv_buf``, ``csr_buf``, ``csr_data``), four per conv
+#: (``conv_tables``: start, length, tap, pos) and two per sparse operator (``csr_tables``: indptr, indices).
+LISTS = {"float1": ("bias", "csr_data"),
+         "float2": ("tables", "v", "held", "analog", "dense_wt", "conv_kernel", "csr_buf"),
+         "float3": ("extra", "ring", "conv_buf"),
+         "int1": ("flat", "counts", "starts", "conv_tables", "csr_tables")}
+(_B_BIAS, _B_CSRDATA, _B_TABLES, _B_V, _B_HELD, _B_ANALOG, _B_DENSE, _B_KERNEL, _B_CSRBUF, _B_EXTRA, _B_RING,
+ _B_CONVBUF, _B_FLAT, _B_COUNTS, _B_STARTS, _B_CONVT, _B_CSRT) = range(sum(len(v) for v in LISTS.values()))
 
 
 @njit(**_jit)
-def _deliver_route(parallel, route, k, starts, counts, flat, ring, slot, synapses, connections, sop_rec, t,
-                   dense_wt, conv_tables, conv_kernel, csr_tables, csr_data, conv_buf, csr_buf):
-    """Deliver one step's spikes through route ``k`` (a row of the route table) with its event kernel, into the
-    target's ring slot, counting their SOPs."""
-    out = ring[route[_R_TARGET]][slot]
+def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_rec, t, bases, f1, f2, f3, i1):
+    """Deliver one step's spikes through route ``k`` (a row of the route table) with its event kernel into ``out``
+    (the target's ring slot), counting their SOPs (``fan_out``: synapses of route ``k`` at ``k``, connections at
+    ``len(fan_out) // 2 + k``)."""
     item, rec = route[_R_ITEM], route[_R_RECORD]
-    syn, con, sops, nominal = synapses[k], connections[k], sop_rec[0, rec], sop_rec[1, rec]
+    syn, con = fan_out[k], fan_out[len(fan_out) // 2 + k]
+    sops, nominal = sop_rec[0, rec], sop_rec[1, rec]
     kind = route[_R_KIND]
     if kind == KIND_DENSE:
+        wt = f2[bases[_B_DENSE] + item]
         if parallel:
-            _deliver_dense_parallel(starts, counts, flat, dense_wt[item], out, syn, con, sops, nominal, t)
+            _deliver_dense_parallel(starts, counts, flat, wt, out, syn, con, sops, nominal, t)
         else:
-            _deliver_dense_serial(starts, counts, flat, dense_wt[item], out, syn, con, sops, nominal, t)
+            _deliver_dense_serial(starts, counts, flat, wt, out, syn, con, sops, nominal, t)
     elif kind == KIND_CONV:
         hw, taps = route[_R_HW], route[_R_TAPS]
-        start, length = conv_tables[4 * item], conv_tables[4 * item + 1]
-        tap, pos = conv_tables[4 * item + 2], conv_tables[4 * item + 3]
+        c = bases[_B_CONVT] + 4 * item
+        start, length, tap, pos = i1[c], i1[c + 1], i1[c + 2], i1[c + 3]
+        kernel, buf = f2[bases[_B_KERNEL] + item], f3[bases[_B_CONVBUF] + item]
         if parallel:
-            _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, conv_kernel[item],
-                                   conv_buf[item], out, syn, con, sops, nominal, t)
+            _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, syn,
+                                   con, sops, nominal, t)
         else:
-            _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, conv_kernel[item],
-                                 conv_buf[item], out, syn, con, sops, nominal, t)
+            _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, syn, con,
+                                 sops, nominal, t)
     else:
-        indptr, indices = csr_tables[2 * item], csr_tables[2 * item + 1]
+        c = bases[_B_CSRT] + 2 * item
+        indptr, indices = i1[c], i1[c + 1]
+        data, buf = f1[bases[_B_CSRDATA] + item], f2[bases[_B_CSRBUF] + item]
         if parallel:
-            _deliver_csr_parallel(starts, counts, flat, indptr, indices, csr_data[item], csr_buf[item], out, syn,
-                                  con, sops, nominal, t)
+            _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, syn, con, sops, nominal, t)
         else:
-            _deliver_csr_serial(starts, counts, flat, indptr, indices, csr_data[item], csr_buf[item], out, syn, con,
-                                sops, nominal, t)
+            _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, syn, con, sops, nominal, t)
 
 
 @njit(**_jit)
-def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may_fire, routes, route_ptr, analog_routes,
-              tables, bias, synapses, connections, dense_wt, conv_tables, conv_kernel, csr_tables, csr_data,
-              v, extra, ring, held, idx, flat, counts, at_threshold, starts, conv_buf, csr_buf, analog, limits,
-              in_indptr, in_counts, in_flat, count_rec, sop_rec, marks, membrane_out):
+def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may_fire, routes, route_ptr,
+              analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts, in_flat,
+              count_rec, sop_rec, marks, membrane_out):
     """Steps ``t .. steps - 1`` of :meth:`evsnn.engines.event.EventEngine.run_batch` in one compiled call: per step the
     input's spikes, then each population in order (its input, bias and analog current summed, the fused step of
     :func:`_neuron_row`, its spikes delivered through each outgoing route with the event kernels, its ring slot
-    cleared), exactly as the engine's Python loop describes it. ``first``: the population step ``t`` starts at
-    (-1: the input's spikes first). The arguments: the run's flags and records (``flags``: :data:`FLAG_ROWS` and
-    ``pop_flags``: :data:`POP_ROWS` per population, ``pending`` (population, ring slot), ``may_fire``, ``routes``:
-    :data:`ROUTE_ROWS`), the engine's constants, the batch size's state, the input and the records.
+    cleared), exactly as the engine's docstring describes it. ``first``: the population step ``t`` starts at
+    (-1: the input's spikes first).
 
     Hands back to Python, which delivers by BLAS and records rasters, where that is needed: returns ``(t, i,
     spikes, above)`` after population ``i``'s step when it is recorded or when one of its routes must go dense
     (spikes above ``limits``), before anything of it was delivered (``i = -1``: the input's spikes at ``t`` must go
-    dense); ``(steps, -1, 0, False)`` at the end. Lists hold one array per population (``v`` .. ``bias``, indexed
-    like the model's populations) or per item of an operator kind; ``route_ptr[s] : route_ptr[s + 1]`` are the
-    routes of source ``s`` (0: the input, ``i + 1``: population ``i``)."""
-    npops = len(v)
-    length = ring[0].shape[0]
-    batch = v[0].shape[0]
+    dense); ``(steps, -1, 0, False)`` at the end.
+
+    The arguments: the run's flags (``flags``: :data:`FLAG_ROWS` and ``pop_flags``: :data:`POP_ROWS` per
+    population), ``pending`` (population, ring slot), ``may_fire``, the route table (:data:`ROUTE_ROWS`;
+    ``route_ptr[s] : route_ptr[s + 1]`` are the routes of source ``s``, 0: the input, ``i + 1``: population
+    ``i``), the analog input's (target, delay) and each route's spike limit; the arrays (:data:`LISTS`, the
+    fan-outs of the routes, each population's spike indices and at-threshold flags); the input's spike rows; the
+    records."""
+    npops = len(idx)
+    b_v, b_held, b_ring = bases[_B_V], bases[_B_HELD], bases[_B_RING]
+    b_flat, b_counts = bases[_B_FLAT], bases[_B_COUNTS]
+    length = f3[b_ring].shape[0]
+    batch = idx[0].shape[0]
     while t < steps:
         slot = t % length
         if first < 0:
@@ -470,35 +488,37 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
                     for k in range(route_ptr[0], route_ptr[1]):
                         route = routes[k]
                         target_slot = (t + route[_R_DELAY]) % length
-                        _deliver_route(parallel, route, k, in_indptr[lo:hi], in_counts[lo:hi], in_flat, ring,
-                                       target_slot, synapses, connections, sop_rec, t, dense_wt, conv_tables,
-                                       conv_kernel, csr_tables, csr_data, conv_buf, csr_buf)
+                        _deliver_route(parallel, route, k, in_indptr[lo:hi], in_counts[lo:hi], in_flat,
+                                       f3[b_ring + route[_R_TARGET]][target_slot], fan_out, sop_rec, t, bases, f1,
+                                       f2, f3, i1)
                         pending[route[_R_TARGET], target_slot] = True
         for i in range(first, npops):
             pf = pop_flags[i]
             if pf[_P_SKIP] and not pending[i, slot] and not may_fire[i]:
                 continue  # IF, no bias, no input, all below threshold: nothing can happen
-            current = ring[i][slot]
+            current = f3[b_ring + i][slot]
+            held = f2[b_held + i]
             # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
             into = current
             if pf[_P_HELD]:
-                into = held[i]
+                into = held
                 into[:, :] = 0
             for a in range(analog_routes.shape[0]):
                 if analog_routes[a, 0] == i and t >= analog_routes[a, 1]:
-                    into += analog[a]
+                    into += f2[bases[_B_ANALOG] + a]
             if pf[_P_BIAS]:
-                b_i = bias[i]
+                bias = f1[bases[_B_BIAS] + i]
                 for b in range(batch):
-                    into[b] += b_i
+                    into[b] += bias
+            v, extra, table, counts = f2[b_v + i], f3[bases[_B_EXTRA] + i], f2[bases[_B_TABLES] + i], i1[b_counts + i]
             if parallel:
-                total, above = _neuron_parallel(v[i], extra[i], current, held[i], tables[i], flags[i], idx[i],
-                                                counts[i], at_threshold[i], count_rec[i], marks, t)
+                total, above = _neuron_parallel(v, extra, current, held, table, flags[i], idx[i], counts,
+                                                at_threshold[i], count_rec[i], marks, t)
             else:
-                total, above = _neuron_serial(v[i], extra[i], current, held[i], tables[i], flags[i], idx[i],
-                                              counts[i], at_threshold[i], count_rec[i], marks, t)
+                total, above = _neuron_serial(v, extra, current, held, table, flags[i], idx[i], counts,
+                                              at_threshold[i], count_rec[i], marks, t)
             if pf[_P_MEMBRANE]:
-                membrane_out[:, t, :] = v[i]
+                membrane_out[:, t, :] = v
             else:
                 handback = pf[_P_RECORD] != 0
                 if total:
@@ -511,9 +531,9 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
                     for k in range(route_ptr[i + 1], route_ptr[i + 2]):
                         route = routes[k]
                         target_slot = (t + route[_R_DELAY]) % length
-                        _deliver_route(parallel, route, k, starts[i], counts[i], flat[i], ring, target_slot,
-                                       synapses, connections, sop_rec, t, dense_wt, conv_tables, conv_kernel,
-                                       csr_tables, csr_data, conv_buf, csr_buf)
+                        _deliver_route(parallel, route, k, i1[bases[_B_STARTS] + i], counts, i1[b_flat + i],
+                                       f3[b_ring + route[_R_TARGET]][target_slot], fan_out, sop_rec, t, bases, f1,
+                                       f2, f3, i1)
                         pending[route[_R_TARGET], target_slot] = True
                 if pf[_P_SKIP]:
                     may_fire[i] = above
