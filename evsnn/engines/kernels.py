@@ -256,19 +256,13 @@ def _integrate_row(b, v, extra, current, held, p, mode, has_leak, use_held):
         return crossing
     beta, leak = p[_BETA], p[_LEAK]
     if mode == MODE_DISCRETE:
-        if has_leak:
-            for i in range(vb.shape[0]):
-                x = beta[i] * vb[i] + cb[i]
+        for i in range(vb.shape[0]):
+            x = beta[i] * vb[i] + cb[i]
+            if has_leak:  # loop-invariant: the compiler takes it out of the loop
                 x = x + leak[i]
-                cb[i] = 0
-                vb[i] = x
-                crossing += x >= theta[i]
-        else:
-            for i in range(vb.shape[0]):
-                x = beta[i] * vb[i] + cb[i]
-                cb[i] = 0
-                vb[i] = x
-                crossing += x >= theta[i]
+            cb[i] = 0
+            vb[i] = x
+            crossing += x >= theta[i]
         return crossing
     # the ODE form: held input ``a`` over the step, the spikes as impulses at its end
     ga, hb = p[_GA], held[b]
