@@ -39,6 +39,7 @@ NOT_RUN = {  # commands whose output the README quotes but the suite does not ru
     "python examples/spikingjelly_comparison.py": "needs SpikingJelly and trains the CNN (minutes)",
     "python benchmarks/conversion.py": "its output is wall times only",
     "python benchmarks/event_engine.py": "11 minutes of wall times, with SpikingJelly",
+    "python benchmarks/event_engine.py --no-brian2": "10 minutes of wall times; the README quotes some of its lines",
     "python benchmarks/torch_engine.py": "4 minutes of wall times, with SpikingJelly",
 }
 
