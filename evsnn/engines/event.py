@@ -266,21 +266,21 @@ class EventEngine(Engine):
                          for name in [INPUT, *self.index]}
         self.output_index = self.index[model.output]
         self.membrane = model.readout == "membrane"
-        # Populations that cannot change without spikes arriving (unless fed analog input, see run_batch).
-        self.quiet_without_input = [p.neuron.kind in ("if", "threshold") and p.bias is None
-                                    and self.params[i].leak is None
-                                    and not (self.membrane and i == self.output_index)
-                                    for i, p in enumerate(model.populations)]
-        self.bias = [None if p.bias is None else p.bias.reshape(-1).astype(self.dtype) for p in model.populations]
         self.membrane_pops = [self.membrane and i == self.output_index for i in range(len(model.populations))]
         self.marking = [not self.membrane and i == self.output_index  # spikes are the output
                         for i in range(len(model.populations))]
+        # Populations that cannot change without spikes arriving (unless fed analog input, see run_batch).
+        self.quiet_without_input = [p.neuron.kind in ("if", "threshold") and p.bias is None
+                                    and self.params[i].leak is None and not self.membrane_pops[i]
+                                    for i, p in enumerate(model.populations)]
+        self.bias = [None if p.bias is None else p.bias.reshape(-1).astype(self.dtype) for p in model.populations]
         self._build_routes()
         self.loops: dict[int, _LoopState] = {}  # the step loop's arrays, per batch size
 
     def _build_routes(self) -> None:
         """The step loop's constants: the route table (projections grouped by source, the input first), the
-        operators' arrays in one typed list per kind, each population's bias, the analog input's targets."""
+        analog input's (target, delay), the arrays of its lists that do not depend on the batch size (the neuron
+        tables, biases and operators' arrays) and the routes' fan-outs."""
         kinds = {_DenseDelivery: kernels.KIND_DENSE, _ConvDelivery: kernels.KIND_CONV,
                  _SparseDelivery: kernels.KIND_CSR}
         self.items: dict[type, list[_Delivery]] = {kind: [] for kind in kinds}
@@ -297,7 +297,6 @@ class EventEngine(Engine):
         self.analog_routes = np.array([[self.index[pr.target], pr.delay] for pr in self.outgoing[INPUT]],
                                       dtype=np.int64).reshape(-1, 2)
         dense, conv, csr = (self.items[k] for k in kinds)
-        # the arrays of the step loop's lists that do not depend on the batch size (kernels.LISTS)
         self.constants = {
             "tables": self.tables, "bias": [np.zeros(0, self.dtype) if b is None else b for b in self.bias],
             "dense_wt": [d.wt for d in dense], "conv_kernel": [d.kernel for d in conv],
@@ -471,8 +470,7 @@ class _LoopState:
         for p, n, v, extra, ring in zip(params, self.sizes, self.v, self.extra, self.ring):
             st = initial_state(p, self.batch, n, self.dtype)
             v[...] = st.v
-            for row, name in enumerate(kernels.EXTRA_STATE.get(int(step_flags(p, False, True)[0]), ())):
-                extra[row] = getattr(st, name)
+            extra[...] = _extra_state(st, step_flags(p, False, True))
             ring[...] = 0
 
 
