@@ -252,6 +252,22 @@ def test_sop_count_is_the_fan_out_rule():
     assert_sops_of_the_spikes(op, mask, sops, nominal)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_spike_rows_are_the_rasters_nonzero_entries_row_by_row(parallel):
+    rng = np.random.default_rng(11)
+    raster = rng.random((37, 23)) < 0.3
+    raster[3] = False  # an empty row
+    raster[5] = True  # a full one
+    raster[-1] = False  # the last row empty: indptr must still end at the total
+    indptr, flat = kernels.spike_rows(parallel, raster)
+    assert indptr.dtype == flat.dtype == np.int64
+    rows, cols = np.nonzero(raster)  # row-major, ascending columns within a row
+    np.testing.assert_array_equal(flat, cols)
+    np.testing.assert_array_equal(indptr, np.searchsorted(rows, np.arange(raster.shape[0] + 1)))
+    indptr, flat = kernels.spike_rows(parallel, np.zeros((4, 6), dtype=bool))
+    assert flat.size == 0 and not indptr.any()
+
+
 def threads_models():
     """A few models: Gaussian weights (conv, sparse skip, delays, recurrence, LIF, bias), the factories' MLP and
     everything-model (SRM swapped for LIF, which the event engine runs)."""

@@ -15,6 +15,12 @@ from . import memory
 __all__ = ["Engine", "BatchOutput"]
 
 
+def spike_fed(model: SpikingModel, spiking_input: bool) -> list[str]:
+    """The projections that carry spikes (all but the analog input's), in model order: the rows of
+    :attr:`BatchOutput.sop_stack`."""
+    return [pr.name for pr in model.projections if pr.source != INPUT or spiking_input]
+
+
 @dataclass
 class BatchOutput:
     """Everything an engine records for one batch of samples (arrays of shape (batch, steps, ...))."""
@@ -35,7 +41,7 @@ class BatchOutput:
         n_out, steps = model.population(model.output).size, encoded.steps
         dtype = np.float64 if model.readout == "membrane" else np.int64
         spiking_input = encoded.is_spiking
-        fed_by_spikes = [pr.name for pr in model.projections if pr.source != INPUT or spiking_input]
+        fed_by_spikes = spike_fed(model, spiking_input)
         analog = [pr.name for pr in model.projections if pr.source == INPUT and not spiking_input]
         counts = np.zeros((len(model.populations), batch, steps), dtype=np.int64)
         sops = np.zeros((2, len(fed_by_spikes), batch, steps), dtype=np.int64)

@@ -64,7 +64,7 @@ from ..model import INPUT, Projection, SpikingModel
 from ..ops import Conv2d, Dense, Sparse
 from ..threads import one_blas_thread
 from . import register_engine
-from .base import BatchOutput, Engine
+from .base import BatchOutput, Engine, spike_fed
 from . import kernels
 from .neurons import NeuronParams, NeuronState, initial_state
 from .torch_ops import TorchOperator, dense_macs
@@ -276,6 +276,7 @@ class EventEngine(Engine):
         self.bias = [None if p.bias is None else p.bias.reshape(-1).astype(self.dtype) for p in model.populations]
         self._build_routes()
         self.loops: dict[int, _LoopState] = {}  # the step loop's arrays, per batch size
+        self.plans: dict[tuple, tuple] = {}  # the step loop's flags, per (spiking input, recorded populations)
 
     def _build_routes(self) -> None:
         """The step loop's constants: the route table (projections grouped by source, the input first), the
@@ -353,13 +354,14 @@ class EventEngine(Engine):
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         out = BatchOutput.empty(model, encoded, batch, record)
         loop = self._loop(batch)
-        loop.reset(self.params)
+        may_fire = loop.reset()
         pending = np.zeros((len(pops), self.ring_length), dtype=bool)  # whether slot s of population i holds input
-        may_fire = np.array([bool((v >= p.threshold).any()) for v, p in zip(loop.v, self.params)])
+        flags, pop_flags, routes, skippable = self._plan(encoded.is_spiking, record)
+        recorded = pop_flags[:, kernels.POP_ROWS.index("recorded")]
 
-        analog_targets = set()
         if encoded.is_spiking:
-            in_indptr, in_flat = encoded.spike_rows(start, stop, threads=self.threads)
+            raster = encoded.raster(start, stop, threads=self.threads)
+            in_indptr, in_flat = kernels.spike_rows(parallel, raster.reshape(steps * batch, -1))
             in_counts = np.diff(in_indptr)
         else:
             in_indptr = in_counts = in_flat = np.zeros(1, dtype=np.int64)
@@ -368,19 +370,6 @@ class EventEngine(Engine):
                 with one_blas_thread():  # the same sums whatever `threads` is
                     loop.analog[k][...] = pr.op.forward(x.astype(dtype))  # reaches the target from step `delay` on
                 out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]  # per sample, the same every step
-                analog_targets.add(pr.target)
-        fed = [p.name in analog_targets for p in pops]
-        # the ODE form holds analog input and bias over the step, in a buffer of its own
-        held = [p.ode and (f or b is not None) for p, f, b in zip(self.params, fed, self.bias)]
-        skippable = [quiet and not f for quiet, f in zip(self.quiet_without_input, fed)]
-        recorded = [p.name in out.rasters for p in pops]
-        pop_flags = np.array([[b is not None, h, s, r, m] for b, h, s, r, m
-                              in zip(self.bias, held, skippable, recorded, self.membrane_pops)], dtype=np.int64)
-        flags = np.stack([step_flags(p, h, not m, mark) for p, h, m, mark
-                          in zip(self.params, held, self.membrane_pops, self.marking)])
-        sop_rows = {name: k for k, name in enumerate(out.sops)}
-        routes = self.routes.copy()
-        routes[:, kernels.ROUTE_ROWS.index("record")] = [sop_rows.get(pr.name, -1) for pr in self.route_order]
         marks = np.zeros((1, 1, 1), dtype=np.int64) if self.membrane else out.output
         membrane_out = out.output if self.membrane else np.zeros((1, 1, 1), dtype=np.float64)
 
@@ -417,6 +406,29 @@ class EventEngine(Engine):
                 pending[i, t % self.ring_length] = False
             t, first = (t, i + 1) if i + 1 < len(pops) else (t + 1, -1)
 
+    def _plan(self, spiking: bool, record: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bool]]:
+        """The step loop's flags for runs with this input kind and these recorded populations (computed once):
+        :data:`~evsnn.engines.kernels.FLAG_ROWS` and :data:`~evsnn.engines.kernels.POP_ROWS` per population, the
+        route table with each route's row of the SOP records, and which populations may be skipped."""
+        key = (spiking, record)
+        if key not in self.plans:
+            pops = self.model.populations
+            analog_targets = set() if spiking else {pr.target for pr in self.outgoing[INPUT]}
+            fed = [p.name in analog_targets for p in pops]
+            # the ODE form holds analog input and bias over the step, in a buffer of its own
+            held = [p.ode and (f or b is not None) for p, f, b in zip(self.params, fed, self.bias)]
+            skippable = [quiet and not f for quiet, f in zip(self.quiet_without_input, fed)]
+            recorded = [p.name in record for p in pops]
+            pop_flags = np.array([[b is not None, h, s, r, m] for b, h, s, r, m
+                                  in zip(self.bias, held, skippable, recorded, self.membrane_pops)], dtype=np.int64)
+            flags = np.stack([step_flags(p, h, not m, mark) for p, h, m, mark
+                              in zip(self.params, held, self.membrane_pops, self.marking)])
+            sop_rows = {name: k for k, name in enumerate(spike_fed(self.model, spiking))}
+            routes = self.routes.copy()
+            routes[:, kernels.ROUTE_ROWS.index("record")] = [sop_rows.get(pr.name, -1) for pr in self.route_order]
+            self.plans[key] = (flags, pop_flags, routes, skippable)
+        return self.plans[key]
+
     def _loop(self, batch: int) -> "_LoopState":
         """The step loop's working arrays for ``batch`` rows, allocated once per batch size."""
         if batch not in self.loops:
@@ -434,6 +446,9 @@ class _LoopState:
         initial = [initial_state(p, batch, n, dtype) for p, n in zip(engine.params, sizes)]
         self.v = [st.v for st in initial]
         self.extra = [_extra_state(st, step_flags(p, False, True)) for st, p in zip(initial, engine.params)]
+        # the state every run starts from, kept to copy back (building it again costs a batch-1 run ~20 µs)
+        self.initial = [(v.copy(), extra.copy()) for v, extra in zip(self.v, self.extra)]
+        self.initial_may_fire = np.array([bool((v >= p.threshold).any()) for v, p in zip(self.v, engine.params)])
         self.ring = [np.zeros((engine.ring_length, batch, n), dtype=dtype) for n in sizes]
         self.held = [np.zeros((batch, n), dtype=dtype) if p.ode else v for p, v, n in zip(engine.params, self.v, sizes)]
         self.idx = [np.zeros((batch, n), dtype=np.int64) for n in sizes]
@@ -465,13 +480,14 @@ class _LoopState:
                           _typed_list(self.idx, np.zeros((1, 1), np.int64)),
                           _typed_list(self.at_threshold, np.zeros(1, bool)))
 
-    def reset(self, params: list[NeuronParams]) -> None:
-        """The state at the start of a run (:func:`~evsnn.engines.neurons.initial_state`), nothing pending."""
-        for p, n, v, extra, ring in zip(params, self.sizes, self.v, self.extra, self.ring):
-            st = initial_state(p, self.batch, n, self.dtype)
-            v[...] = st.v
-            extra[...] = _extra_state(st, step_flags(p, False, True))
+    def reset(self) -> np.ndarray:
+        """Back to the state at the start of a run (:func:`~evsnn.engines.neurons.initial_state`), nothing
+        pending; returns a fresh copy of which populations may fire in it."""
+        for v, extra, ring, (v0, extra0) in zip(self.v, self.extra, self.ring, self.initial):
+            v[...] = v0
+            extra[...] = extra0
             ring[...] = 0
+        return self.initial_may_fire.copy()
 
 
 def _typed_list(arrays: list[np.ndarray], like: np.ndarray) -> numba.typed.List:

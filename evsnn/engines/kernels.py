@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "neuron_step", "run_steps",
+           "spike_rows",
            "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "LISTS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA",
            "MODE_THRESHOLD"]
 
@@ -193,6 +194,58 @@ def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf
 def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
     """``dense`` (batch, n_in): 1 where a spike is, else 0 (the input of a BLAS delivery)."""
     (_fill_dense_parallel if parallel else _fill_dense_serial)(starts, counts, flat, dense)
+
+
+# --- the input's spikes as rows ----------------------------------------------------------------------------------
+
+
+@njit(**_jit)
+def _row_count(raster, r, indptr):
+    c = 0
+    for j in range(raster.shape[1]):
+        c += raster[r, j]
+    indptr[r + 1] = c
+
+
+@njit(**_jit)
+def _row_fill(raster, r, indptr, flat):
+    k = indptr[r]
+    for j in range(raster.shape[1]):
+        if raster[r, j]:
+            flat[k] = j
+            k += 1
+
+
+@njit(**_jit)
+def _spike_rows_serial(raster, indptr):
+    for r in range(raster.shape[0]):
+        _row_count(raster, r, indptr)
+    for r in range(raster.shape[0]):
+        indptr[r + 1] += indptr[r]
+    flat = np.empty(indptr[-1], dtype=np.int64)
+    for r in range(raster.shape[0]):
+        _row_fill(raster, r, indptr, flat)
+    return flat
+
+
+@njit(parallel=True, **_jit)
+def _spike_rows_parallel(raster, indptr):
+    for r in prange(raster.shape[0]):
+        _row_count(raster, r, indptr)
+    for r in range(raster.shape[0]):
+        indptr[r + 1] += indptr[r]
+    flat = np.empty(indptr[-1], dtype=np.int64)
+    for r in prange(raster.shape[0]):
+        _row_fill(raster, r, indptr, flat)
+    return flat
+
+
+def spike_rows(parallel: bool, raster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spikes of a boolean ``raster`` (rows, n) as rows: ``indptr`` and ascending ``flat`` indices (int64),
+    row ``r``'s spikes at ``flat[indptr[r] : indptr[r + 1]]`` (what :func:`run_steps` reads of the input; one
+    pass per row instead of numpy's nonzero, row sums and modulo, a third of the time)."""
+    indptr = np.zeros(raster.shape[0] + 1, dtype=np.int64)
+    return indptr, (_spike_rows_parallel if parallel else _spike_rows_serial)(raster, indptr)
 
 
 # --- counts (for the BLAS path, whose deliveries do not count) ------------------------------------------------------
