@@ -142,8 +142,8 @@ class _DenseDelivery(_Delivery):
 
             buf = self.buffer(out.shape[0])
             kernels.fill_dense(parallel, starts, counts, flat, buf["spikes"])
-            self.product(torch.from_numpy(buf["spikes"]), out=torch.from_numpy(buf["product"]))
-            out += buf["product"]
+            product = self.product(torch.from_numpy(buf["spikes"]), out=torch.from_numpy(buf["product"]))
+            torch.from_numpy(out).add_(product)  # on torch's threads, which the run sizes
             kernels.count_sops(starts, counts, flat, *count)
         else:
             kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out, *count)
@@ -207,7 +207,7 @@ class _ConvDelivery(_Delivery):
 
             spikes = self.buffer_dense(batch)
             kernels.fill_dense(parallel, starts, counts, flat, spikes)
-            out += self.product(torch.from_numpy(spikes)).numpy()
+            torch.from_numpy(out).add_(self.product(torch.from_numpy(spikes)))  # on torch's threads
             kernels.count_sops(starts, counts, flat, *count)
         else:
             kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,

@@ -496,6 +496,32 @@ def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_r
 
 
 @njit(**_jit)
+def _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
+    """Row ``b`` of population ``i``'s input at step ``t``: ``into[b]`` zeroed first where ``clear`` (the held
+    buffer), then each analog input that has reached it, in order, then its bias."""
+    row = into[b]
+    if clear:
+        row[:] = 0
+    for a in range(analog_routes.shape[0]):
+        if analog_routes[a, 0] == i and t >= analog_routes[a, 1]:
+            row += f2[bases[_B_ANALOG] + a][b]
+    if has_bias:
+        row += f1[bases[_B_BIAS] + i]
+
+
+@njit(**_jit)
+def _add_input_serial(into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
+    for b in range(into.shape[0]):
+        _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
+
+
+@njit(parallel=True, **_jit)
+def _add_input_parallel(into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
+    for b in prange(into.shape[0]):
+        _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
+
+
+@njit(**_jit)
 def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may_fire, routes, route_ptr,
               analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts, in_flat,
               count_rec, sop_rec, marks, membrane_out):
@@ -546,17 +572,15 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
             current = f3[b_ring + i][slot]
             held = f2[b_held + i]
             # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
-            into = current
-            if pf[_P_HELD]:
-                into = held
-                into[:, :] = 0
+            into = held if pf[_P_HELD] else current
+            fed = False
             for a in range(analog_routes.shape[0]):
-                if analog_routes[a, 0] == i and t >= analog_routes[a, 1]:
-                    into += f2[bases[_B_ANALOG] + a]
-            if pf[_P_BIAS]:
-                bias = f1[bases[_B_BIAS] + i]
-                for b in range(batch):
-                    into[b] += bias
+                fed |= analog_routes[a, 0] == i and t >= analog_routes[a, 1]
+            if pf[_P_HELD] or fed or pf[_P_BIAS]:
+                if parallel:
+                    _add_input_parallel(into, i, t, pf[_P_HELD], pf[_P_BIAS], analog_routes, bases, f1, f2)
+                else:
+                    _add_input_serial(into, i, t, pf[_P_HELD], pf[_P_BIAS], analog_routes, bases, f1, f2)
             v, extra, table, counts = f2[b_v + i], f3[bases[_B_EXTRA] + i], f2[bases[_B_TABLES] + i], i1[b_counts + i]
             if parallel:
                 total, above = _neuron_parallel(v, extra, current, held, table, flags[i], idx[i], counts,
