@@ -132,7 +132,7 @@ def _run_shard(model: SpikingModel, encoded: EncodedInput, first: int, engine: s
     runner = get_engine(engine)(model, **engine_kwargs)
     runner.threads = threads
     runner.check_memory(encoded, batch_size, record)  # refuse a run that cannot fit, before it allocates
-    runner.prepare(encoded)
+    runner.prepare(encoded, min(batch_size, encoded.n_samples))
     setup_time = time.perf_counter() - start_setup
 
     start = time.perf_counter()

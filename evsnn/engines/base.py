@@ -112,8 +112,9 @@ class Engine:
                             advice=f"Reduce the number of samples ({encoded.n_samples}), steps ({encoded.steps}) "
                                    f"or batch_size ({batch_size}), or record fewer populations.")
 
-    def prepare(self, encoded: EncodedInput) -> None:
-        """Set-up that depends on the kind of input (spikes or analog); :func:`~evsnn.simulate` times it as set-up."""
+    def prepare(self, encoded: EncodedInput, batch_size: int | None = None) -> None:
+        """Set-up that depends on the kind of input (spikes or analog) or on the run's batch size (its largest
+        batch); :func:`~evsnn.simulate` times it as set-up."""
 
     def run_batch(self, encoded: EncodedInput, start: int, stop: int, record: frozenset[str]) -> BatchOutput:
         """Simulate samples ``start:stop`` of ``encoded`` for ``encoded.steps`` steps."""

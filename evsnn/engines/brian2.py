@@ -405,8 +405,9 @@ class Brian2Engine(Engine):
         return monitored + trace + 64 * neurons
 
     # --- building ------------------------------------------------------------------------------
-    def prepare(self, encoded: EncodedInput) -> None:
-        """Build the network for this kind of input (spikes or analog current), once."""
+    def prepare(self, encoded: EncodedInput, batch_size: int | None = None) -> None:
+        """Build the network for this kind of input (spikes or analog current), once (samples run one by one, so
+        the batch size changes nothing)."""
         self.network(encoded.is_spiking)
 
     def network(self, spiking: bool) -> _Built:
