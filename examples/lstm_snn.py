@@ -1,7 +1,7 @@
 """Seed 004's spiking LSTM-style layer in an MNIST classifier at T = 2, 4 and 6 steps, and its operation counts
 against the seed's eq. 1.
 
-    python examples/lstm_snn.py            # about 2 minutes on one thread
+    python examples/lstm_snn.py            # about 1.5 minutes on one thread
     python examples/lstm_snn.py --quick    # smoke test
 
 The classifier (``evsnn.training.SpikingLSTMClassifier``): a dense layer of
@@ -15,7 +15,10 @@ T with seeds 0, 1 and 2 (initial weights, shuffling, shifts); evaluated on
 the 2,000 evaluation images in torch, as the layer has no equivalent in
 evsnn's IR (the script shows ``evsnn.convert``'s refusal). Each row gives
 the mean over the seeds (accuracy also per seed); firing rates are spikes
-per neuron per step on the evaluation images.
+per neuron per step on the evaluation images, and "LSTM adds" the adds of
+weights per evaluation image that the LSTM layer's input and recurrent
+spikes need, event-driven (``evsnn.training.lstm_accumulates``), beside
+the dense count of its products (T times ``lstm_ops``' MACs).
 
 The operation counts are the LSTM layer's per step and image
 (``evsnn.training.lstm_ops``), and seed 004's Ω(LSNN-W) for the same d_x
@@ -33,7 +36,7 @@ import torch
 
 import evsnn
 from evsnn.io.datasets import mnist_split
-from evsnn.training import SpikingLSTMClassifier, accuracy, lstm_ops, train_classifier
+from evsnn.training import SpikingLSTMClassifier, accuracy, lstm_accumulates, lstm_ops, train_classifier
 
 ENCODER, HIDDEN, THRESHOLD = 128, 128, 0.5
 
@@ -52,8 +55,9 @@ def main() -> None:
           f"training images ({epochs} epoch{'s' * (epochs > 1)}, AdamW 5e-3, batch 64, shifts of 1 pixel, arctan surrogate), {n_eval} "
           f"evaluation images, evaluated in torch; seeds {', '.join(map(str, seeds))} (the mean, then each); "
           f"1 torch thread")
+    dense = lstm_ops(ENCODER, HIDDEN)["mac"]
     print(f"{'steps':>5}{'accuracy %':>12}{'(per seed)':>24}{'loss last':>11}{'IF rate':>9}{'LSTM rate':>11}"
-          f"{'train s':>9}")
+          f"{'LSTM adds':>11}{'(dense)':>11}{'train s':>9}")
     for steps in latencies:
         runs = []
         for seed in seeds:
@@ -66,11 +70,12 @@ def main() -> None:
             acc = accuracy(net, x_eval, y_eval)
             with torch.no_grad():
                 net(torch.as_tensor(np.asarray(x_eval), dtype=torch.float32))  # the rates of the evaluation images
-            runs.append((100 * acc, losses[-1], net.rates["encoder"], net.rates["lstm"], seconds))
-        acc, loss, rate_if, rate_lstm, seconds = np.mean(runs, axis=0)
+            adds = float(lstm_accumulates(HIDDEN, net.spikes["encoder"], net.spikes["lstm"]).double().mean())
+            runs.append((100 * acc, losses[-1], net.rates["encoder"], net.rates["lstm"], adds, seconds))
+        acc, loss, rate_if, rate_lstm, adds, seconds = np.mean(runs, axis=0)
         per_seed = " ".join(f"{r[0]:.2f}" for r in runs)
-        print(f"{steps:>5}{acc:>12.2f}{per_seed:>24}{loss:>11.3f}{rate_if:>9.3f}{rate_lstm:>11.3f}{seconds:>9.0f}",
-              flush=True)
+        print(f"{steps:>5}{acc:>12.2f}{per_seed:>24}{loss:>11.3f}{rate_if:>9.3f}{rate_lstm:>11.3f}{adds:>11,.0f}"
+              f"{steps * dense:>11,}{seconds:>9.0f}", flush=True)
     try:
         evsnn.convert(net, input_shape=(1, 28, 28))
     except evsnn.ConversionError as err:

@@ -17,7 +17,7 @@ import evsnn
 from evsnn import ConversionError, Conv2d, InputSpec, Population, Projection, SpikingModel
 from evsnn.energy.counting import ann_ops_ir
 from evsnn.training import train_classifier
-from evsnn.training.recurrent import SpikingLSTM, SpikingLSTMClassifier, lstm_ops
+from evsnn.training.recurrent import SpikingLSTM, SpikingLSTMClassifier, lstm_accumulates, lstm_ops
 
 
 def sigmoid(x):
@@ -148,6 +148,27 @@ def test_lstm_ops_by_hand():
     assert SpikingLSTM(5, 3).ops() == lstm_ops(5, 3)
     with pytest.raises(ValueError, match="hidden must be a positive integer"):
         lstm_ops(5, 0)
+
+
+def test_lstm_accumulates_by_hand():
+    """d_h = 2, 3 steps, two samples. Sample 0: 1, 0, 2 input spikes and 1, 1, 2 output spikes: (3 + 1 + 1)
+    columns of 4 d_h = 8 weights, 40 adds (the last step's output spikes feed no step). Sample 1: silent."""
+    inputs = torch.tensor([[1, 0], [0, 0], [2, 0]])
+    outputs = torch.tensor([[1, 0], [1, 0], [2, 0]])
+    assert lstm_accumulates(2, inputs, outputs).tolist() == [40, 0]
+    with pytest.raises(ValueError, match=r"must both have shape \(steps, batch\), got \(3, 2\) and \(2, 2\)"):
+        lstm_accumulates(2, inputs, outputs[:2])
+
+
+def test_classifier_records_its_spikes():
+    net = SpikingLSTMClassifier((1, 4, 4), steps=3, encoder=6, hidden=5, classes=2, threshold=0.1, seed=0)
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    net(x)
+    encoded, hidden = net.spikes["encoder"], net.spikes["lstm"]
+    assert encoded.shape == hidden.shape == (3, 4) and encoded.sum() > 0 and hidden.sum() > 0
+    assert float(encoded.sum()) == pytest.approx(net.rates["encoder"] * 3 * 4 * 6)
+    assert float(hidden.sum()) == pytest.approx(net.rates["lstm"] * 3 * 4 * 5)
+    assert bool((lstm_accumulates(5, encoded, hidden) <= 3 * lstm_ops(6, 5)["mac"]).all())
 
 
 class _ElementCounter(TorchDispatchMode):

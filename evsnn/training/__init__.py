@@ -4,10 +4,10 @@ engine's own step function, so that a trained network runs unchanged on every en
 LSTM-style layer (:mod:`~evsnn.training.recurrent`), which runs in torch only."""
 
 from .ann import RECIPE, accuracy, diehl_cnn, diehl_mlp, random_shift, train_classifier, train_diehl
-from .recurrent import SpikingLSTM, SpikingLSTMClassifier, lstm_ops
+from .recurrent import SpikingLSTM, SpikingLSTMClassifier, lstm_accumulates, lstm_ops
 from .snn import SpikingNetwork, train_snn
 from .surrogate import SURROGATES, Surrogate, surrogate
 
 __all__ = ["diehl_mlp", "diehl_cnn", "train_diehl", "RECIPE", "train_classifier", "accuracy", "random_shift",
            "SpikingNetwork", "train_snn", "Surrogate", "SURROGATES", "surrogate", "SpikingLSTM",
-           "SpikingLSTMClassifier", "lstm_ops"]
+           "SpikingLSTMClassifier", "lstm_ops", "lstm_accumulates"]

@@ -34,7 +34,8 @@ The layer has no equivalent in evsnn's IR (populations of neurons joined by
 linear projections): its gates multiply state by state and pass it through
 sigmoids. Converting a network that contains it raises a
 :class:`~evsnn.ConversionError` (:attr:`SpikingLSTM.ir_refusal`); such a
-network is evaluated in torch, and :func:`lstm_ops` counts its operations.
+network is evaluated in torch, :func:`lstm_ops` counts its operations per step and
+:func:`lstm_accumulates` the adds of weights a run's spikes need.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from ..engines.neurons import NeuronParams, initial_state, neuron_step
 from ..model import NeuronSpec, Population
 from .surrogate import Surrogate, surrogate as make_surrogate
 
-__all__ = ["SpikingLSTM", "SpikingLSTMClassifier", "lstm_ops"]
+__all__ = ["SpikingLSTM", "SpikingLSTMClassifier", "lstm_ops", "lstm_accumulates"]
 
 
 class _ThresholdRule(NamedTuple):
@@ -129,6 +130,18 @@ class SpikingLSTM(nn.Module):
         return lstm_ops(self.in_features, self.hidden)
 
 
+def lstm_accumulates(hidden: int, input_spikes: torch.Tensor, output_spikes: torch.Tensor) -> torch.Tensor:
+    """Adds of weights a run of a :class:`SpikingLSTM` of ``hidden`` units needs per sample, event-driven: each
+    input spike adds its column of :math:`W_x` (``4 hidden`` weights) at its step, each output spike its column of
+    :math:`W_h` at the next step (those of the last step go nowhere). ``input_spikes``, ``output_spikes``: spikes
+    per step and sample, (steps, batch). The dense count, ``steps * lstm_ops(...)["mac"]``, bounds it."""
+    hidden = _positive_int(hidden, where="lstm_accumulates", name="hidden")
+    if input_spikes.dim() != 2 or input_spikes.shape != output_spikes.shape:
+        raise ValueError(f"lstm_accumulates: input_spikes and output_spikes must both have shape (steps, batch), "
+                         f"got {tuple(input_spikes.shape)} and {tuple(output_spikes.shape)}.")
+    return 4 * hidden * (input_spikes.sum(dim=0) + output_spikes[:-1].sum(dim=0))
+
+
 def lstm_ops(in_features: int, hidden: int) -> dict[str, int]:
     r"""Every operation of one step of :class:`SpikingLSTM` for one sample, by kind, from its equations.
 
@@ -183,23 +196,27 @@ class SpikingLSTMClassifier(nn.Module):
             self.readout = nn.Linear(hidden, classes)
         self.lstm = SpikingLSTM(encoder, hidden, threshold=threshold, spike_fn=spike_fn, seed=seed + 1)
         self.if_params = NeuronParams.from_population(Population("encoder", (encoder,), NeuronSpec("if")),
-                                                      np.dtype("float32"), engine="torch", dt=1e-3).to_torch()
+                                                      np.dtype("float32"), engine="torch", dt=1e-3)
         self.rates: dict[str, float] = {}
+        self.spikes: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch ``x`` (N, *input_shape); ``rates`` holds the layers' spikes per neuron per step."""
+        """Logits of a batch ``x`` (N, *input_shape). ``rates`` holds the layers' spikes per neuron per step,
+        ``spikes`` their spikes per step and sample, (steps, N), of this batch."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"SpikingLSTMClassifier: input must have shape (N, {', '.join(map(str, self.input_shape))}"
                              f"), got {tuple(x.shape)}.")
         n = x.shape[0]
         current = self.encoder(x.reshape(n, -1))  # the analog image's product, the same at every step
-        state = initial_state(self.if_params, n, current.shape[1], np.dtype("float32"))
+        params = self.if_params.to_torch(current.device)
+        state = initial_state(params, n, current.shape[1], np.dtype("float32"))
         encoded = []
         for _ in range(self.steps):
-            spiked, state = neuron_step(state, current, self.if_params, spike_fn=self.lstm.spike_fn)
+            spiked, state = neuron_step(state, current, params, spike_fn=self.lstm.spike_fn)
             encoded.append(spiked)
         encoded = torch.stack(encoded)
         hidden = self.lstm(encoded)
         with torch.no_grad():
             self.rates = {"encoder": float(encoded.mean()), "lstm": float(hidden.mean())}
+            self.spikes = {"encoder": encoded.sum(dim=2), "lstm": hidden.sum(dim=2)}
         return self.readout(hidden.sum(dim=0))
