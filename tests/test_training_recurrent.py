@@ -108,6 +108,10 @@ def test_bad_settings_are_refused(kwargs, message):
 
 
 def test_classifier_refuses_a_wrong_image_shape():
+    with pytest.raises(ValueError, match="SpikingLSTMClassifier: input_shape"):
+        SpikingLSTMClassifier((1, 0, 28), steps=2)
+    with pytest.raises(ValueError, match="SpikingLSTMClassifier: steps must be a positive integer, got 0"):
+        SpikingLSTMClassifier((1, 28, 28), steps=0)
     net = SpikingLSTMClassifier((1, 28, 28), steps=2, encoder=8, hidden=4)
     with pytest.raises(ValueError, match=r"input must have shape \(N, 1, 28, 28\), got \(2, 784\)"):
         net(torch.zeros(2, 784))

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_shape
 from ..engines.neurons import NeuronParams, initial_state, neuron_step
 from ..model import NeuronSpec, Population
 from .surrogate import Surrogate, surrogate as make_surrogate
@@ -186,7 +187,7 @@ class SpikingLSTMClassifier(nn.Module):
                  classes: int = 10, threshold: float = 0.5, spike_fn: str | Surrogate = "arctan", seed: int = 0):
         super().__init__()
         self.steps = _positive_int(steps, where="SpikingLSTMClassifier", name="steps")
-        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_shape = check_shape(input_shape, where="SpikingLSTMClassifier", name="input_shape")
         encoder = _positive_int(encoder, where="SpikingLSTMClassifier", name="encoder")
         hidden = _positive_int(hidden, where="SpikingLSTMClassifier", name="hidden")
         classes = _positive_int(classes, where="SpikingLSTMClassifier", name="classes")
