@@ -16,6 +16,10 @@ projections that feed it:
   projection per branch (a skip connection becomes an identity operator);
 - ``Flatten``, ``Dropout`` and ``Identity`` change nothing (dropout is off at inference).
 
+A layer that states why it has no equivalent in the IR, in a string attribute
+``ir_refusal`` (:class:`evsnn.training.recurrent.SpikingLSTM` does), is refused
+with that reason before tracing, wherever it sits in the network.
+
 All folds are exact: the model's rate model (:meth:`~evsnn.SpikingModel.ann_forward`)
 reproduces the network's ReLU activations and logits up to floating-point
 rounding. Layers after the last ReLU form the output population, whose input
@@ -162,6 +166,11 @@ def import_provenance(module: nn.Module, layers: Mapping[str, str]) -> dict[str,
 def _trace(module: nn.Module) -> fx.GraphModule:
     if not isinstance(module, nn.Module):
         raise ConversionError(f"import_torch: module must be a torch.nn.Module, got {type(module).__name__}.")
+    for path, layer in module.named_modules():
+        reason = getattr(layer, "ir_refusal", None)
+        if reason:
+            where = f"Layer {path!r} ({type(layer).__name__})" if path else f"The network ({type(layer).__name__})"
+            raise ConversionError(f"{where} cannot be converted: {reason}")
     try:
         return fx.symbolic_trace(module)
     except Exception as err:  # torch.fx raises TraceError, TypeError, NotImplementedError, ...
