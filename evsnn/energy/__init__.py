@@ -13,13 +13,14 @@ Nothing here imports torch or matplotlib until it is used (an ANN given as a
 torch module, or a plot).
 """
 
-from .counting import (AnnLayerOps, OpSeries, ann_ops_ir, ann_ops_torch, snn_ops, sops_from_rasters)
+from .counting import (AnnLayerOps, OpSeries, ann_ops_ir, ann_ops_torch, event_ops, snn_ops,
+                       sops_from_rasters)
 from .presets import OP_CLASSES, PRESETS, EnergyPreset, available_presets, get_preset, load_preset
-from .report import EnergyReport, energy_report
+from .report import EnergyReport, energy_report, report_from_ops
 from .text import format_energy
 
 __all__ = [
     "energy_report", "EnergyReport", "EnergyPreset", "PRESETS", "OP_CLASSES", "get_preset", "load_preset",
-    "available_presets", "snn_ops", "ann_ops_ir", "ann_ops_torch", "sops_from_rasters", "OpSeries",
-    "AnnLayerOps", "format_energy",
+    "available_presets", "snn_ops", "ann_ops_ir", "ann_ops_torch", "sops_from_rasters", "event_ops", "OpSeries",
+    "AnnLayerOps", "format_energy", "report_from_ops",
 ]
