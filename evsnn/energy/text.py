@@ -82,8 +82,8 @@ def format_report(d: dict[str, Any]) -> str:
     snn, ann = d["snn"], d["ann"]
     unit = energy_unit(snn["energy_pj"]["mean"])
     enc = st.get("encoding", "?")
-    enc_text = (f"encoding={enc}" + (f" max_rate={st['max_rate']:g} Hz" if enc != "current" else
-                                     f" scale={st.get('scale', 1):g}"))
+    enc_text = f"encoding={enc}" + (f" scale={st.get('scale', 1):g}" if enc == "current" else
+                                    f" max_rate={st['max_rate']:g} Hz" if "max_rate" in st else "")
     lines = [
         f"evsnn energy report: {d['model']}  (evsnn {d['evsnn_version']})",
         f"run: engine={st.get('engine', '?')} steps={d['steps']} dt={st.get('dt', float('nan')):g} s {enc_text} "
