@@ -206,7 +206,8 @@ def test_report_from_ops_names_unpriced_graded_events_and_bad_series():
 def test_cmos_presets_are_horowitz_add_and_multiply(name, add, mac):
     p = PRESETS[name]
     assert p.cost("sop") == p.cost("update_if") == p.cost("bias_add") == p.cost("ann_bias_add") == add
-    assert p.cost("input_mac") == p.cost("graded_mac") == p.cost("update_lif") == p.cost("ann_mac") == pytest.approx(mac)
+    assert p.cost("input_mac") == p.cost("graded_mac") == p.cost("update_lif") == p.cost("ann_mac") \
+        == pytest.approx(mac)
     # evsnn's SRM recursion per neuron and step: x = i + e*I, psp = a*(psp + g*x) (two multiply-adds),
     # i = a*x, r = b*r (with a's multiply: three multiplies), v = psp + r (an add)
     assert p.cost("update_srm") == pytest.approx(2 * mac + 3 * (mac - add) + add)

@@ -459,5 +459,6 @@ def report_from_ops(snn: Sequence[OpSeries], *, settings: dict[str, Any], policy
     return EnergyReport(source=source, settings=dict(settings), policy=dict(policy), preset=preset,
                         ann_preset=preset, snn=snn, ann=[], ann_source="none (no ANN counted for this network)",
                         accuracy_curve=accuracy_curve,
-                        spikes_per_neuron_per_step=dict(spikes_per_neuron_per_step or {}), n_samples=n, steps=steps, checkpoints=tuple(int(c) for c in checkpoints),
+                        spikes_per_neuron_per_step=dict(spikes_per_neuron_per_step or {}), n_samples=n, steps=steps,
+                        checkpoints=tuple(int(c) for c in checkpoints),
                         warnings=_warnings(preset, snn, settings["dt"]))

@@ -14,9 +14,10 @@ from ..display import table
 __all__ = ["format_energy", "energy_unit", "format_brief", "format_report", "OP_LABELS", "UNITS"]
 
 #: Names of the operation classes in text (singular).
-OP_LABELS = {"sop": "SOP", "input_mac": "input MAC", "graded_mac": "graded MAC", "update_if": "IF update", "update_lif": "LIF update",
-             "update_srm": "SRM update", "update_cuba_lif": "CubaLIF update", "update_li": "LI update",
-             "update_cuba_li": "CubaLI update", "update_i": "I update", "update_threshold": "threshold update",
+OP_LABELS = {"sop": "SOP", "input_mac": "input MAC", "graded_mac": "graded MAC", "update_if": "IF update",
+             "update_lif": "LIF update", "update_srm": "SRM update", "update_cuba_lif": "CubaLIF update",
+             "update_li": "LI update", "update_cuba_li": "CubaLI update", "update_i": "I update",
+             "update_threshold": "threshold update",
              "bias_add": "bias add", "ann_mac": "ANN MAC", "ann_bias_add": "ANN bias add"}
 
 
