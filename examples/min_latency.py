@@ -1,6 +1,6 @@
 """Minimum latency (seed 004's question): CNNs trained directly at 2, 4 and 6 steps against the converted CNN.
 
-    python examples/min_latency.py --threads 1   # about 15 minutes on one thread
+    python examples/min_latency.py --threads 1   # about 20 minutes on one thread
     python examples/min_latency.py --quick       # smoke test
 
 Seed 004 (Yao et al.) trains spiking networks directly at 2-6 time steps,
