@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -59,6 +61,8 @@ def test_report_counts_every_spike_and_graded_event_per_synapse(images):
     updates = {(s.item, s.op): int(s.per_sample[0]) for s in rep.snn if s.op.startswith("update")}
     assert updates == {("windows", "update_if"): 3 * 4 * 12 * 21 * 21, ("conv1", "update_if"): 3 * 64 * 10 * 10,
                        ("condensed", "update_threshold"): 3 * 12 * 28 * 28, ("fc1", "update_if"): 3 * 10}
+    totals = json.loads(rep.to_json())["snn"]["totals"]
+    assert totals["graded_mac"]["count"]["mean"] == graded["conv1"].mean() and "graded MAC" in rep.format()
     logits = head["fc1"].sum(dim=0).numpy()
     assert rep.accuracy_curve[-1] == np.mean(logits.argmax(axis=1) == y)
 

@@ -3,8 +3,9 @@
 :func:`energy_report` turns a :class:`~evsnn.result.Result` and its model into
 an :class:`EnergyReport`: exact counts of every operation class
 (:data:`OP_CLASSES`: synaptic operations, analog-input MACs, neuron updates,
-bias adds) per projection or population and per step; the source ANN's MACs,
-dense and effective; energy = Σ count × cost with a preset of published
+bias adds; graded events' MACs where a network outside the IR has them:
+:func:`event_ops`, :func:`report_from_ops`) per projection or population
+and per step; the source ANN's MACs, dense and effective; energy = Σ count × cost with a preset of published
 per-operation energies (:data:`PRESETS`, or a user TOML/JSON file); text,
 JSON, CSV and a figure. How evsnn counts, beside how other tools do:
 ``docs/energy.md``.
