@@ -105,6 +105,31 @@ def test_training_is_seeded_and_moves_the_shared_weights(images):
         assert torch.equal(p, q)
 
 
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
+    data = mnist_split()
+    x, y = data.x_train[:64], data.y_train[:64]
+    settings = dict(steps=2, epochs=2, batch_size=32, seed=5)
+    reference, want = train_condensed(x, y, **settings)
+    forward, calls = CondensedNetwork.forward, {"n": 0}
+
+    def counted(self, xb):
+        calls["n"] += 1
+        if calls["n"] == 3 and calls.get("die"):  # the first batch of the second epoch
+            raise KeyboardInterrupt
+        return forward(self, xb)
+
+    path = tmp_path / "run.pt"
+    monkeypatch.setattr(CondensedNetwork, "forward", counted)
+    calls["die"] = True
+    with pytest.raises(KeyboardInterrupt):
+        train_condensed(x, y, checkpoint=str(path), **settings)
+    calls.update(n=0, die=False)
+    resumed, losses = train_condensed(x, y, checkpoint=str(path), **settings)
+    assert calls["n"] == 2 and losses == want  # only the second epoch's two batches ran again
+    for p, q in zip(resumed.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"region_threshold must be in \(0, 1\]"):
         CondensedNetwork(steps=2, region_threshold=0)

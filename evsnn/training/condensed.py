@@ -124,7 +124,7 @@ class CondensedNetwork(nn.Module):
         spike costs its synapses as SOPs and a graded event its synapses as graded MACs
         (:func:`evsnn.energy.event_ops`), and populations.
         """
-        x = np.asarray(x, dtype=np.float32)
+        x = np.asarray(x, dtype=self.head.network.dtype)
         windows_model, head_model = self.windows.to_model(), self.head.to_model()
         window_op = windows_model.projections[0].op
         window_pop = windows_model.population(windows_model.output)
