@@ -14,7 +14,9 @@ small enough to train on one CPU thread in minutes::
 
 IF neurons (threshold 1, reset by subtraction), no biases, torch's default
 initialisation seeded by ``seed``: as ``examples/min_latency.py``'s directly
-trained CNN, so that the two differ only by the windows.
+trained CNN, which differs by the windows and by its sizes (its unpadded
+first convolution gives 24x24 maps, so 64x8x8 neurons and a 1,024-input
+read-out where this head has 64x10x10 and 1,600).
 
 Both spiking stages are :class:`~evsnn.SpikingModel`\\ s run by
 :class:`~evsnn.training.SpikingNetwork`, that is by the torch engine's own
