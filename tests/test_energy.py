@@ -14,8 +14,8 @@ import evsnn
 from evsnn import Conv2d, Dense, InputSpec, NeuronSpec, Population, Projection, Sparse, SpikingModel
 from evsnn.cli import main
 from evsnn.encoding import encode
-from evsnn.energy import (PRESETS, EnergyPreset, ann_ops_ir, ann_ops_torch, energy_report, get_preset,
-                          load_preset, snn_ops, sops_from_rasters)
+from evsnn.energy import (PRESETS, EnergyPreset, OpSeries, ann_ops_ir, ann_ops_torch, energy_report, event_ops,
+                          get_preset, load_preset, report_from_ops, snn_ops, sops_from_rasters)
 from evsnn.errors import DependencyError, EngineError, FormatError, InputError
 from evsnn.io.datasets import mnist_split
 from evsnn.training import diehl_cnn, diehl_mlp
@@ -158,13 +158,56 @@ def test_lif_population_and_bias_adds():
     assert rep.ann[0].bias_adds == 2
 
 
+def test_graded_events_cost_their_synapses_as_macs_by_hand():
+    """A 3x3 map through a 2x2 kernel [[1, 0], [2, 3]] (stride 1, no padding): the corner (0, 0) reaches one
+    output, through tap (0, 0); the centre all four, but one through the zero tap (0, 1): 3 synapses; (0, 1)
+    reaches taps (0, 1) (zero) and (0, 0): 1; (1, 2) taps (0, 1) and (1, 1): 1. Spikes (1) cost SOPs,
+    other non-zero values graded MACs."""
+    op = Conv2d(np.array([[[[1, 0], [2, 3]]]], np.float32), input_shape=(1, 3, 3))
+    events = np.zeros((2, 9))
+    events[0, 0], events[0, 4] = 1, 0.5  # step 0: corner spike, graded centre
+    events[1, 1], events[1, 5], events[1, 4] = 0.25, 1, 1  # step 1: graded (0, 1), spikes at (1, 2) and the centre
+    sops, graded = event_ops(events, op)
+    assert sops.tolist() == [1, 1 + 3] and graded.tolist() == [3, 1]
+    reference = brute_fan_out(op)[0]
+    assert sops.tolist() == [(reference * (e == 1)).sum() for e in events]
+    assert event_ops(events, op, nominal=True)[1].tolist() == [4, 2]  # every connection: centre 4, (0, 1) 2
+    with pytest.raises(InputError, match="9 inputs"):
+        event_ops(np.zeros((2, 8)), op)
+
+
+@pytest.mark.parametrize("name, add, mult", [("cmos45-fp32", 0.9, 3.7), ("cmos45-fp16", 0.4, 1.1),
+                                             ("cmos45-int8", 0.03, 0.2), ("cmos45-int32", 0.1, 3.1)])
+def test_a_graded_event_is_priced_as_a_multiply_add_and_a_spike_as_an_add(name, add, mult):
+    """One synapse reached by a spike and one by a graded event: Horowitz's add, and his multiply plus add."""
+    series = [OpSeries("p", "projection", "sop", "", np.array([1]), np.array([1.0])),
+              OpSeries("p", "projection", "graded_mac", "", np.array([1]), np.array([1.0]))]
+    rep = report_from_ops(series, settings={"dt": 1e-3}, policy={}, preset=name)
+    costs = {op: v["energy_pj"]["mean"] for op, v in rep.to_dict()["snn"]["totals"].items()}
+    assert costs == pytest.approx({"sop": add, "graded_mac": add + mult})
+    assert rep.energy_per_sample()[0] == pytest.approx(2 * add + mult)
+    assert "1 graded MACs" in rep.brief() and "graded MAC" in rep.format()
+
+
+def test_report_from_ops_names_unpriced_graded_events_and_bad_series():
+    series = [OpSeries("p", "projection", "graded_mac", "", np.array([2, 4]), np.array([3.0]))]
+    rep = report_from_ops(series, settings={"dt": 1e-3}, policy={}, preset="loihi")
+    assert rep.unpriced() == ["graded_mac"] and "graded_mac" in rep.warnings[0]
+    with pytest.raises(InputError, match="'dt'"):
+        report_from_ops(series, settings={}, policy={})
+    bad = OpSeries("q", "projection", "ann_mac", "", np.array([1, 1]), np.array([1.0]))
+    with pytest.raises(InputError, match="'q'"):
+        report_from_ops(series + [bad], settings={"dt": 1e-3}, policy={})
+
+
 # --- presets -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, add, mac", [("cmos45-fp32", 0.9, 4.6), ("cmos45-fp16", 0.4, 1.5),
                                             ("cmos45-int8", 0.03, 0.23), ("cmos45-int32", 0.1, 3.2)])
 def test_cmos_presets_are_horowitz_add_and_multiply(name, add, mac):
     p = PRESETS[name]
     assert p.cost("sop") == p.cost("update_if") == p.cost("bias_add") == p.cost("ann_bias_add") == add
-    assert p.cost("input_mac") == p.cost("update_lif") == p.cost("ann_mac") == pytest.approx(mac)
+    assert p.cost("input_mac") == p.cost("graded_mac") == p.cost("update_lif") == p.cost("ann_mac") \
+        == pytest.approx(mac)
     # evsnn's SRM recursion per neuron and step: x = i + e*I, psp = a*(psp + g*x) (two multiply-adds),
     # i = a*x, r = b*r (with a's multiply: three multiplies), v = psp + r (an add)
     assert p.cost("update_srm") == pytest.approx(2 * mac + 3 * (mac - add) + add)

@@ -18,6 +18,11 @@ SNN, per sample and step (:func:`snn_ops`):
   (time-driven hardware updates all of them; IF one add, LIF one
   multiply-add, SRM priced only by user presets).
 - ``bias_add``: every neuron with a non-zero bias, every step.
+- ``graded_mac``: a graded event (a value other than 0 and 1, e.g. seed 004's
+  median spikes) costs a multiply-accumulate per synapse of its neuron, where
+  a spike costs an accumulate (:func:`event_ops`; the IR's engines carry
+  spikes only, so only networks outside the IR, such as
+  :class:`evsnn.training.CondensedNetwork`, report them).
 
 Not counted: threshold comparisons, resets, spike routing, memory access,
 and no factor of 2 anywhere (a MAC is one operation, not two FLOPs).
@@ -44,7 +49,7 @@ from ..ops import Conv2d, Operator, Sparse
 from ..result import Raster, Result
 from ..settings import check_samples
 
-__all__ = ["OpSeries", "AnnLayerOps", "snn_ops", "ann_ops_torch", "ann_ops_ir", "sops_from_rasters",
+__all__ = ["OpSeries", "AnnLayerOps", "snn_ops", "ann_ops_torch", "ann_ops_ir", "sops_from_rasters", "event_ops",
            "SOP_CONVENTIONS", "INPUT_MAC_CONVENTIONS"]
 
 SOP_CONVENTIONS = ("nonzero", "nominal")
@@ -365,6 +370,26 @@ def sops_from_rasters(model: SpikingModel, rasters: Mapping[str, Raster], *, n_s
         counts = np.bincount(sample * steps + step, weights=fan[neuron], minlength=n_samples * steps)
         out[pr.name] = np.rint(counts).astype(np.int64).reshape(n_samples, steps)
     return out
+
+
+def event_ops(events: np.ndarray, op: Operator, *, nominal: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """SOPs and graded MACs of ``events`` (..., n_in) sent through ``op``, per leading index (e.g. sample, step).
+
+    The SOP rule (:meth:`~evsnn.ops.Dense.fan_out`) for events that need not
+    be spikes: an event of value 1 costs one accumulate per synapse of its
+    neuron, an event of any other non-zero value (graded: a multiply of the
+    value and the weight is needed) one multiply-accumulate per synapse.
+    ``nominal``: count zero weights too. Returns two int64 arrays of the
+    leading shape: ``(sops, graded_macs)``.
+    """
+    events = np.asarray(events)
+    if events.shape[-1] != op.n_in:
+        raise InputError(f"event_ops: events must have the operator's {op.n_in} inputs on their last axis, got shape "
+                         f"{events.shape}.")
+    fan = op.fan_out()[1 if nominal else 0]
+    spikes = events == 1
+    graded = (events != 0) & ~spikes
+    return spikes @ fan, graded @ fan
 
 
 def ratio(a: float, b: float) -> float | None:

@@ -17,8 +17,9 @@ Built-in presets
     fp16 add 0.4 pJ, fp16 multiply 1.1 pJ; int8 add 0.03 pJ, int8 multiply
     0.2 pJ; int32 add 0.1 pJ, int32 multiply 3.1 pJ. A multiply-accumulate
     (MAC) costs multiply + add (fp32: 4.6 pJ), a synaptic operation (SOP)
-    one add. *Verification*: the fp32 and int32 figures were checked against
-    their reproduction in Table 3 of PMC8934428 (which cites Horowitz 2014);
+    one add; a graded event (a value other than 0 and 1) through a synapse
+    is a MAC, a spike an add. *Verification*: the fp32 and int32 figures
+    were checked against their reproduction in Table 3 of PMC8934428 (which cites Horowitz 2014);
     the fp16 and int8 figures against SpikingJelly's
     ``op_counter/compute_energy.py`` (``ComputeEnergyCostConfig.fp16/int8``,
     also citing Horowitz 2014). The ISSCC paper itself was not reachable from
@@ -33,9 +34,9 @@ Built-in presets
     (active) / 52 pJ (inactive). evsnn prices every neuron update at the
     active figure, an upper bound for the neuron term (at most 81/52 = 1.56x
     too high for idle neurons); a bias is part of Loihi's compartment update
-    (priced 0). Loihi has no analog multiply-accumulate: analog-input MACs
-    and ANN MACs are unpriced. *Verification*: not checked against the
-    paper's table here (not reachable); 23.6 pJ is the figure reproduced by
+    (priced 0). Loihi has no analog multiply-accumulate: analog-input MACs,
+    graded-event MACs and ANN MACs are unpriced. *Verification*: not checked
+    against the paper's table here (not reachable); 23.6 pJ is the figure reproduced by
     many secondary sources, the neuron-update figures are those quoted in
     the evsnn issue. Treat them as unverified.
 ``truenorth``
@@ -94,6 +95,8 @@ __all__ = ["OP_CLASSES", "EnergyPreset", "PRESETS", "get_preset", "load_preset",
 OP_CLASSES: Mapping[str, str] = MappingProxyType({
     "sop": "synaptic operation: one weight accumulated into a target, per spike per synapse",
     "input_mac": "multiply-accumulate of an analog input value into the first layer",
+    "graded_mac": "multiply-accumulate of a graded (non-binary) event, its value times a weight, per event per "
+                  "synapse (seed 004's median spikes)",
     "update_if": "IF neuron state update, v = v + I (one add), per neuron per step",
     "update_lif": "LIF neuron state update, v = beta*v + I (one multiply-add), per neuron per step",
     "update_srm": "SRM neuron state update as evsnn's exact kernel recursion (two multiply-adds, three multiplies and "
@@ -157,21 +160,22 @@ class EnergyPreset:
 
     @classmethod
     def from_primitives(cls, name: str, *, add: float, mult: float, source: str, **kwargs: Any) -> "EnergyPreset":
-        """A CMOS-style preset: a SOP, bias add and IF update cost one add; a MAC and a LIF
-        update cost one multiply plus one add (a current-based update two MACs and an add); an
-        SRM update, evsnn's exact recursion of its two kernels (``x = i + e I``, ``psp = a (psp
+        """A CMOS-style preset: a SOP, bias add and IF update cost one add; a MAC (analog input, graded
+        event, ANN) and a LIF update cost one multiply plus one add (a current-based update two MACs and an
+        add); an SRM update, evsnn's exact recursion of its two kernels (``x = i + e I``, ``psp = a (psp
         + g x)``, ``i = a x``, ``r = b r``, ``v = psp + r``), two MACs, three multiplies and an add.
 
         Examples
         --------
         >>> p = EnergyPreset.from_primitives("x", add=0.9, mult=3.7, source="Horowitz 2014")
-        >>> p.costs_pj["sop"], round(p.costs_pj["input_mac"], 6), round(p.costs_pj["update_srm"], 6)
+        >>> p.costs_pj["sop"], round(p.costs_pj["graded_mac"], 6), round(p.costs_pj["update_srm"], 6)
         (0.9, 4.6, 21.2)
         """
         overrides = dict(kwargs.pop("costs_pj", {}) or {})
         add, mult = _cost(add, f"EnergyPreset {name!r}: add"), _cost(mult, f"EnergyPreset {name!r}: mult")
         mac = add + mult
-        costs = {"sop": add, "input_mac": mac, "update_if": add, "update_lif": mac, "bias_add": add,
+        costs = {"sop": add, "input_mac": mac, "graded_mac": mac, "update_if": add, "update_lif": mac,
+                 "bias_add": add,
                  "update_cuba_lif": 2 * mac + add, "update_li": mac, "update_cuba_li": 2 * mac + add,
                  "update_srm": 2 * mac + 3 * mult + add, "update_i": add, "update_threshold": add, "ann_mac": mac,
                  "ann_bias_add": add, **overrides}

@@ -27,7 +27,7 @@ from .plot import plot_report
 from .presets import OP_CLASSES, EnergyPreset, get_preset
 from .text import format_brief, format_report
 
-__all__ = ["EnergyReport", "energy_report", "CHECKPOINTS", "SNN_CLASSES"]
+__all__ = ["EnergyReport", "energy_report", "report_from_ops", "CHECKPOINTS", "SNN_CLASSES"]
 
 CHECKPOINTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 SNN_CLASSES = tuple(op for op in OP_CLASSES if not op.startswith("ann_"))  # the SNN's, in OP_CLASSES order
@@ -134,7 +134,9 @@ class EnergyReport:
         return sum(layer.effective_macs for layer in self.ann)
 
     def ann_energy(self, *, effective: bool = False) -> np.ndarray | float | None:
-        """ANN energy in pJ per sample (dense: a float; effective: array (N,)), None if unpriced."""
+        """ANN energy in pJ per sample (dense: a float; effective: array (N,)), None if unpriced or no ANN."""
+        if not self.ann:
+            return None
         mac, add = self.ann_preset.cost("ann_mac"), self.ann_preset.cost("ann_bias_add")
         macs = self.ann_macs(effective=effective)
         bias = sum(layer.bias_adds for layer in self.ann)
@@ -401,14 +403,6 @@ def energy_report(
                "whose input activation is non-zero; bias adds per non-zero bias",
         "statistics": f"mean ± std (population, ddof=0) over the {n} samples",
     }
-    warnings = []
-    if preset.step_s is not None and not math.isclose(preset.step_s, model.dt):
-        warnings.append(f"preset {preset.name!r} prices neuron updates per {preset.step_s:g} s step; this model's "
-                        f"dt is {model.dt:g} s, so its neuron-update energy is per {model.dt:g} s step as given.")
-    unpriced = [op for op in {s.op for s in snn if s.per_sample.any()} if preset.cost(op) is None]
-    if unpriced:
-        warnings.append(f"preset {preset.name!r} gives no cost for {', '.join(sorted(unpriced))}: those operations "
-                        "are counted but not in the energy total.")
     return EnergyReport(
         source=source or "model",
         settings=settings,
@@ -423,5 +417,48 @@ def energy_report(
         n_samples=n,
         steps=steps,
         checkpoints=tuple(int(c) for c in checkpoints),
-        warnings=warnings,
+        warnings=_warnings(preset, snn, model.dt),
     )
+
+
+def _warnings(preset: EnergyPreset, snn: Sequence[OpSeries], dt: float) -> list[str]:
+    """What a report must say about its pricing: a preset made for another step length, unpriced classes."""
+    warnings = []
+    if preset.step_s is not None and not math.isclose(preset.step_s, dt):
+        warnings.append(f"preset {preset.name!r} prices neuron updates per {preset.step_s:g} s step; this model's "
+                        f"dt is {dt:g} s, so its neuron-update energy is per {dt:g} s step as given.")
+    unpriced = [op for op in {s.op for s in snn if s.per_sample.any()} if preset.cost(op) is None]
+    if unpriced:
+        warnings.append(f"preset {preset.name!r} gives no cost for {', '.join(sorted(unpriced))}: those operations "
+                        "are counted but not in the energy total.")
+    return warnings
+
+
+def report_from_ops(snn: Sequence[OpSeries], *, settings: dict[str, Any], policy: dict[str, str],
+                    preset: str | Path | EnergyPreset = "cmos45-fp32", accuracy_curve: np.ndarray | None = None,
+                    spikes_per_neuron_per_step: dict[str, float] | None = None, source: str = "model",
+                    checkpoints: Sequence[int] = CHECKPOINTS) -> EnergyReport:
+    """An :class:`EnergyReport` of operations counted outside the IR's engines (a network the IR cannot
+    express, e.g. :class:`evsnn.training.CondensedNetwork` with its graded events), priced like any run's.
+
+    ``snn``: the counted operations (one :class:`OpSeries` per item and class, all of one run: same samples and
+    steps); ``settings`` must hold ``dt``; ``policy``: how each class was counted. No ANN is counted.
+    """
+    snn = list(snn)
+    if not snn:
+        raise InputError("report_from_ops: snn must hold at least one OpSeries.")
+    n, steps = snn[0].per_sample.shape[0], snn[0].per_step.shape[0]
+    for s in snn:
+        if s.op not in SNN_CLASSES or s.per_sample.shape != (n,) or s.per_step.shape != (steps,):
+            raise InputError(f"report_from_ops: item {s.item!r} ({s.op!r}) must be an SNN operation class "
+                             f"({', '.join(SNN_CLASSES)}) counted over {n} samples and {steps} steps, got "
+                             f"{s.per_sample.shape[0]} samples and {s.per_step.shape[0]} steps.")
+    if "dt" not in settings:
+        raise InputError("report_from_ops: settings must hold the step length 'dt' (seconds).")
+    preset = get_preset(preset)
+    return EnergyReport(source=source, settings=dict(settings), policy=dict(policy), preset=preset,
+                        ann_preset=preset, snn=snn, ann=[], ann_source="none (no ANN counted for this network)",
+                        accuracy_curve=accuracy_curve,
+                        spikes_per_neuron_per_step=dict(spikes_per_neuron_per_step or {}), n_samples=n, steps=steps,
+                        checkpoints=tuple(int(c) for c in checkpoints),
+                        warnings=_warnings(preset, snn, settings["dt"]))

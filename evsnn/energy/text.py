@@ -14,9 +14,10 @@ from ..display import table
 __all__ = ["format_energy", "energy_unit", "format_brief", "format_report", "OP_LABELS", "UNITS"]
 
 #: Names of the operation classes in text (singular).
-OP_LABELS = {"sop": "SOP", "input_mac": "input MAC", "update_if": "IF update", "update_lif": "LIF update",
-             "update_srm": "SRM update", "update_cuba_lif": "CubaLIF update", "update_li": "LI update",
-             "update_cuba_li": "CubaLI update", "update_i": "I update", "update_threshold": "threshold update",
+OP_LABELS = {"sop": "SOP", "input_mac": "input MAC", "graded_mac": "graded MAC", "update_if": "IF update",
+             "update_lif": "LIF update", "update_srm": "SRM update", "update_cuba_lif": "CubaLIF update",
+             "update_li": "LI update", "update_cuba_li": "CubaLI update", "update_i": "I update",
+             "update_threshold": "threshold update",
              "bias_add": "bias add", "ann_mac": "ANN MAC", "ann_bias_add": "ANN bias add"}
 
 
@@ -54,11 +55,13 @@ def format_brief(d: dict[str, Any]) -> str:
     snn, ann, r = d["snn"], d["ann"], d["ratios"]
     unit = energy_unit(snn["energy_pj"]["mean"])
     ops = ", ".join(f"{v['count']['mean']:,.0f} {OP_LABELS[op]}s" for op, v in snn["totals"].items()
-                    if op in ("sop", "input_mac"))
+                    if op in ("sop", "input_mac", "graded_mac"))
     lines = [f"energy ({d['preset']['name']}): SNN {_e_pm(snn['energy_pj'], unit)} per sample "
              f"({ops}; {d['steps']} steps, mean ± std over {d['samples']} samples)"]
     ann_e = ann["energy_pj"]
-    if ann_e["dense"] is not None:
+    if not ann["layers"]:
+        lines.append(f"ANN: {ann['source']}")
+    elif ann_e["dense"] is not None:
         eff = "" if ann_e["effective"] is None else f", effective {format_energy(ann_e['effective']['mean'])}"
         lines.append(f"ANN ({d['ann_preset']['name']}): {ann['dense_macs']:,} MACs, dense "
                      f"{format_energy(ann_e['dense'])}{eff} per sample")
@@ -80,8 +83,8 @@ def format_report(d: dict[str, Any]) -> str:
     snn, ann = d["snn"], d["ann"]
     unit = energy_unit(snn["energy_pj"]["mean"])
     enc = st.get("encoding", "?")
-    enc_text = (f"encoding={enc}" + (f" max_rate={st['max_rate']:g} Hz" if enc != "current" else
-                                     f" scale={st.get('scale', 1):g}"))
+    enc_text = f"encoding={enc}" + (f" scale={st.get('scale', 1):g}" if enc == "current" else
+                                    f" max_rate={st['max_rate']:g} Hz" if "max_rate" in st else "")
     lines = [
         f"evsnn energy report: {d['model']}  (evsnn {d['evsnn_version']})",
         f"run: engine={st.get('engine', '?')} steps={d['steps']} dt={st.get('dt', float('nan')):g} s {enc_text} "
@@ -99,7 +102,7 @@ def format_report(d: dict[str, Any]) -> str:
     lines += ["", f"SNN per sample (mean ± std over {d['samples']} samples; {d['steps']} steps):"]
     rows = []
     for it in snn["items"]:
-        if it["count"]["mean"] == 0 and it["count"]["std"] == 0 and it["op"] not in ("sop", "input_mac"):
+        if it["count"]["mean"] == 0 and it["count"]["std"] == 0 and it["op"] not in ("sop", "input_mac", "graded_mac"):
             continue
         cost = "unpriced" if it["cost_pj"] is None else f"{it['cost_pj']:g}"
         rows.append([it["item"], OP_LABELS[it["op"]], it["detail"], _pm(it["count"]), cost,
@@ -113,20 +116,7 @@ def format_report(d: dict[str, Any]) -> str:
         lines.append(f"  not in the energy total (preset {pre['name']!r} gives no cost): "
                      + ", ".join(snn["unpriced"]))
     lines += ["", f"ANN per sample: {ann['source']}"]
-    rows = []
-    ann_mac = d["ann_preset"]["costs_pj"]["ann_mac"]
-    for a in ann["layers"]:
-        eff = "n/a (no inputs)" if a["effective_macs"] is None else _pm(a["effective_macs"])
-        rows.append([a["name"], a["detail"], f"{a['dense_macs']:,}", eff, f"{a['bias_adds']:,}"])
-    eff_total = "n/a" if ann["effective_macs"] is None else _pm(ann["effective_macs"])
-    rows.append(["total", "", f"{ann['dense_macs']:,}", eff_total, f"{sum(a['bias_adds'] for a in ann['layers']):,}"])
-    lines += table(["layer", "what", "dense MACs", "effective MACs", "bias adds"], rows, right={2, 3, 4})
-    e = ann["energy_pj"]
-    if e["dense"] is None:
-        lines.append(f"  ANN energy: unpriced (preset {d['ann_preset']['name']!r} gives no ann_mac cost)")
-    else:
-        eff = "" if e["effective"] is None else f", effective {_e_pm(e['effective'], unit)}"
-        lines.append(f"  ANN energy ({ann_mac:g} pJ per MAC): dense {format_energy(e['dense'], unit=unit)}{eff}")
+    lines += _ann_table(d) if ann["layers"] else []
     r = d["ratios"]
 
     def fr(v: float | None) -> str:
@@ -144,7 +134,7 @@ def format_report(d: dict[str, Any]) -> str:
     t = d["time"]
     header = ["step"] + (["accuracy"] if t["accuracy"] is not None else [])
     header += [f"{OP_LABELS[op]}s" for op in t["ops_cumulative"]] + ["energy", "SNN/ANN dense"]
-    ann_dense = e["dense"]
+    ann_dense = ann["energy_pj"]["dense"]
     rows = []
     for i, step in enumerate(t["checkpoints"]):
         row = [str(step)] + ([f"{100 * t['accuracy'][i]:.2f}%"] if t["accuracy"] is not None else [])
@@ -156,3 +146,24 @@ def format_report(d: dict[str, Any]) -> str:
     for w in d["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def _ann_table(d: dict[str, Any]) -> list[str]:
+    """The ANN's layers, MACs and energy (lines of :func:`format_report`)."""
+    ann = d["ann"]
+    unit = energy_unit(d["snn"]["energy_pj"]["mean"])
+    lines, rows = [], []
+    ann_mac = d["ann_preset"]["costs_pj"]["ann_mac"]
+    for a in ann["layers"]:
+        eff = "n/a (no inputs)" if a["effective_macs"] is None else _pm(a["effective_macs"])
+        rows.append([a["name"], a["detail"], f"{a['dense_macs']:,}", eff, f"{a['bias_adds']:,}"])
+    eff_total = "n/a" if ann["effective_macs"] is None else _pm(ann["effective_macs"])
+    rows.append(["total", "", f"{ann['dense_macs']:,}", eff_total, f"{sum(a['bias_adds'] for a in ann['layers']):,}"])
+    lines += table(["layer", "what", "dense MACs", "effective MACs", "bias adds"], rows, right={2, 3, 4})
+    e = ann["energy_pj"]
+    if e["dense"] is None:
+        lines.append(f"  ANN energy: unpriced (preset {d['ann_preset']['name']!r} gives no ann_mac cost)")
+    else:
+        eff = "" if e["effective"] is None else f", effective {_e_pm(e['effective'], unit)}"
+        lines.append(f"  ANN energy ({ann_mac:g} pJ per MAC): dense {format_energy(e['dense'], unit=unit)}{eff}")
+    return lines

@@ -221,31 +221,59 @@ class SpikingNetwork(nn.Module):
         name = self.model.populations[i].name
         return self.input_norms[name](current) if name in self.input_norms else current
 
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor | None, list | None]:
+        """A batch of images as the network's input: ``(raster, None)`` for spike encodings (steps, N, n_inputs,
+        in the network's dtype) or ``(None, analog)`` (:meth:`~evsnn.engines.timestep.TimestepNetwork.analog_input`)
+        for ``current``."""
+        net = self.network
+        n = x.shape[0]
+        encoded = encode(self.model, x.detach().cpu().numpy(), steps=self.steps, encoding=self.encoding,
+                         seed=int(self._rng.integers(2 ** 62)))
+        if encoded.is_spiking:
+            return torch.as_tensor(encoded.raster(0, n), device=net.device).to(net.torch_dtype), None
+        return None, net.analog_input(torch.as_tensor(encoded.current(0, n), device=net.device).to(net.torch_dtype))
+
+    def run(self, x: torch.Tensor | None = None, *, events: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every population's output (steps, N, n) by name, its spikes (the membrane read-out: its potential), of
+        a feed-forward model, for images ``x`` (N, *input shape) or for input ``events`` (steps, N, n_inputs)
+        given as they are: spikes, or graded values, which the products carry linearly (seed 004's median spikes,
+        :class:`~evsnn.training.CondensedNetwork`)."""
+        net = self.network
+        if not self.layerwise:
+            raise ValueError("SpikingNetwork.run: the model must be feed-forward; one with recurrent or backward "
+                             "projections runs step by step in forward().")
+        if (x is None) == (events is None):
+            raise ValueError("SpikingNetwork.run: give images x or input events, not both or neither.")
+        self._use_thresholds()
+        if events is None:
+            n = x.shape[0]
+            raster, analog = self._encode(x)
+        else:
+            n = events.shape[1]
+            if events.shape != (self.steps, n, self.model.input.size):
+                raise ValueError(f"SpikingNetwork.run: events must have shape (steps, N, inputs) = ({self.steps}, "
+                                 f"N, {self.model.input.size}), got {tuple(events.shape)}.")
+            raster, analog = events.to(net.torch_dtype), None
+        self._factors: dict[str, torch.Tensor] = {}
+        emitted = net.run_layerwise(self.steps, n, raster, analog, self.spike_fn,
+                                    self._input_scale if self.psp_norms else None,
+                                    self._normalize if self.input_norms else None)
+        with torch.no_grad():
+            self.rates = {name: float(train.mean()) for (name, train), spiking in zip(emitted.items(), net.spiking)
+                          if spiking}
+        return emitted
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a batch ``x`` (N, *input shape): the output's spike counts, or its last potential."""
         net = self.network
-        n = x.shape[0]
-        self._use_thresholds()
-        encoded = encode(self.model, x.detach().cpu().numpy(), steps=self.steps, encoding=self.encoding,
-                         seed=int(self._rng.integers(2 ** 62)))
-        raster = analog = None
-        if encoded.is_spiking:
-            raster = torch.as_tensor(encoded.raster(0, n), device=net.device)
-        else:
-            analog = net.analog_input(torch.as_tensor(encoded.current(0, n), device=net.device).to(net.torch_dtype))
         if self.layerwise:
-            self._factors: dict[str, torch.Tensor] = {}
-            emitted = net.run_layerwise(self.steps, n, None if raster is None else raster.to(net.torch_dtype),
-                                        analog, self.spike_fn, self._input_scale if self.psp_norms else None,
-                                        self._normalize if self.input_norms else None)
-            with torch.no_grad():
-                self.rates = {name: float(train.mean()) for (name, train), spiking in zip(emitted.items(), net.spiking)
-                              if spiking}
-            out = emitted[self.model.output]
+            out = self.run(x)[self.model.output]
             return out[-1] if net.membrane else out.sum(dim=0)
-        state, logits = net.initial_state(n), 0
+        self._use_thresholds()
+        raster, analog = self._encode(x)
+        state, logits = net.initial_state(x.shape[0]), 0
         for t in range(self.steps):
-            spikes = None if raster is None else raster[t].to(net.torch_dtype)
+            spikes = None if raster is None else raster[t]
             state, emitted = net.step(state, t, spikes, analog, spike_fn=self.spike_fn)
             logits = emitted[net.output_index] if net.membrane else logits + emitted[net.output_index]
         return logits
