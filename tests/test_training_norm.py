@@ -229,6 +229,10 @@ def test_trained_psp_bn_network_exports_and_runs_identically_on_every_engine(tmp
 ALPHA, THETA = 0.75, 1.25  # tdBN's initial gamma, 0.9375, is exact in float32
 
 
+def channels_of_shape(shape: tuple) -> int:
+    return shape[0] if len(shape) == 3 else int(np.prod(shape))
+
+
 def batch_norm_of(current: np.ndarray, shape: tuple, gamma: np.ndarray, beta, eps: float, *, per_step: bool,
                   stats: tuple | None = None) -> tuple[np.ndarray, tuple]:
     """``current`` (n, steps, size) normalized per channel with its mean and biased variance over (N, T, H*W), or
@@ -285,10 +289,6 @@ def test_tdbn_scales_the_normalized_input_by_alpha_theta():
         model.populations[0].neuron, threshold=np.linspace(1, 2, 48).reshape(3, 4, 4)))] + list(model.populations[1:]))
     with pytest.raises(ValueError, match="population 'h1' has different thresholds within a channel"):
         SpikingNetwork(mixed, steps=STEPS, norm="tdbn")
-
-
-def channels_of_shape(shape: tuple) -> int:
-    return shape[0] if len(shape) == 3 else int(np.prod(shape))
 
 
 @pytest.mark.parametrize("norm", ["bn", "tdbn"])
