@@ -4,6 +4,7 @@
     python examples/psp_norm.py --out runs/psp       # keep checkpoints and results: a rerun resumes
     python examples/psp_norm.py --quick              # smoke test (under a minute)
     python examples/psp_norm.py --surrogate slayer --sections table2   # Table 2 with SLAYER (5 minutes)
+    python examples/psp_norm.py --sections table2 --methods tdbn,bntt  # Table 2's rows for tdBN and BNTT
 
 Ikegawa et al. (seed 003) train SRM networks with SLAYER on N-MNIST and
 Fashion-MNIST for 100 epochs at 100-300 steps on a GPU. This script keeps
@@ -13,9 +14,9 @@ scaled value is printed with the tables):
 - Table 2 / Figs. 6-7: the 12-conv network 16c3-{32c3}x5-32c3-{64c3}x5-10
   (seed 003's F-MNIST widths; 3x3 convolutions with padding 1, stride 2 at
   the first and seventh so that 28x28 becomes 14x14 and 7x7), without
-  normalization, with BN of the membrane input, with PSP-BN and with PSP-LN:
-  accuracy on the 2,000 evaluation images, firing rate per layer and in
-  total;
+  normalization, with BN of the membrane input, with PSP-BN and with PSP-LN
+  (``--methods`` also offers tdBN, alpha = 1, and BNTT): accuracy on the
+  2,000 evaluation images, firing rate per layer and in total;
 - Fig. 8: tau_s in {1, 2, 5, 10} steps for each method (2: Table 2);
 - Fig. 9: PSP-BN's lambda in {1e-5, 1e-3, 1e-1, 1};
 - Table 3: pre- against post-activation residual networks (16 channels,
@@ -27,8 +28,8 @@ initialisation (seed 003's threshold 10 with weights x 10 is the same
 network with every potential x 10); analog input over 16 steps; the arctan
 surrogate by default (--surrogate slayer: seed 003's); AdamW, batch 32,
 learning rate 5e-3 with warm-up and cosine decay; the first 2,000 training
-images. Accuracy of a PSP-LN network is its own forward pass (it cannot be
-exported); the others are also exported with their statistics folded in and
+images. Accuracy of a PSP-LN or BNTT network is its own forward pass (they
+cannot be exported); the others are also exported with their statistics folded in and
 run on the event engine (accuracy and SOPs per image on the evaluation
 images).
 """
@@ -49,7 +50,7 @@ from evsnn.io.datasets import mnist_split
 from evsnn.training import SURROGATES, SpikingNetwork, train_classifier
 from evsnn.training.networks import IDENTITY_PREFIX, plain_cnn, residual_cnn
 
-METHODS = (None, "bn", "psp-bn", "psp-ln")
+METHODS = (None, "bn", "psp-bn", "psp-ln")  # the default --methods; also "tdbn" and "bntt"
 SECTIONS = ("table2", "tau", "lambda", "table3")
 PLAIN = {"channels": (16, 32, 32, 32, 32, 32, 32, 64, 64, 64, 64, 64), "strides": (2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1)}
 
@@ -92,7 +93,7 @@ class Runner:
         total = sum(rates[n] * sizes[n] for n in rates) / sum(sizes[n] for n in rates)
         record = {"loss_first": losses[0], "loss_last": losses[-1], "accuracy": correct / len(self.x_eval),
                   "rates": rates, "total_rate": total, "train_s": seconds}
-        if export and norm != "psp-ln":
+        if export and norm not in ("psp-ln", "bntt"):
             exported = net.to_model()
             result = evsnn.simulate(exported, self.x_eval, steps=self.steps, encoding="current")
             record.update(event_accuracy=result.accuracy(self.y_eval), sop_per_image=float(result.total_sops().mean()),
@@ -107,7 +108,7 @@ class Runner:
 
 
 def name_of(norm: str | None) -> str:
-    return {None: "None", "bn": "BN", "psp-bn": "PSP-BN", "psp-ln": "PSP-LN"}[norm]
+    return {None: "None", "bn": "BN", "psp-bn": "PSP-BN", "psp-ln": "PSP-LN", "tdbn": "tdBN", "bntt": "BNTT"}[norm]
 
 
 def main() -> None:
@@ -120,7 +121,15 @@ def main() -> None:
                         help="the surrogate gradient (default arctan; seed 003 used slayer)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"which experiments, comma-separated (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--methods", default=",".join(map(str, METHODS)),
+                        help="normalizations of Table 2 and Fig. 8, comma-separated, from None, bn, psp-bn, psp-ln, "
+                             "tdbn, bntt (default: None,bn,psp-bn,psp-ln)")
     args = parser.parse_args()
+    names = {str(norm): norm for norm in (*METHODS, "tdbn", "bntt")}
+    unknown = sorted(set(args.methods.split(",")) - set(names))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(names)}")
+    methods = [names[m] for m in args.methods.split(",")]
     sections = args.sections.split(",")
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -149,7 +158,7 @@ def main() -> None:
             print(f"{'method':<8}{'loss last':>10}{'accuracy %':>11}{'event %':>9}{'SOP/image':>12}{'total rate':>11}"
                   f"{'train s':>9}  {'event = torch':<14}")
             table2 = {}
-            for norm in METHODS:
+            for norm in methods:
                 model = plain_cnn(plain["channels"], srm(2), strides=plain["strides"])
                 r = table2[norm] = runner.run(f"table2_{norm}", model, norm=norm, epochs=epochs)
                 event = (f"{100 * r['event_accuracy']:>9.2f}{r['sop_per_image']:>12,.0f}" if "event_accuracy" in r
@@ -164,7 +173,7 @@ def main() -> None:
         if "tau" in sections:
             print(f"\nFig. 8: accuracy % against tau_s (= tau_r, in steps), {epochs} epochs")
             print(f"{'method':<8}" + "".join(f"{'tau ' + str(t):>10}" for t in taus))
-            for norm in METHODS:
+            for norm in methods:
                 row = [runner.run(f"table2_{norm}" if t == 2 else f"tau{t}_{norm}_e{epochs}",
                                   plain_cnn(plain["channels"], srm(t), strides=plain["strides"]), norm=norm,
                                   epochs=epochs, export=t == 2)["accuracy"] for t in taus]

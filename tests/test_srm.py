@@ -28,8 +28,10 @@ from test_event_engine import results_equal
 ENGINES = ("event", "torch", "brian2")
 
 
-def srm_reference(model: SpikingModel, enc, n: int) -> dict[str, dict[str, np.ndarray]]:
-    """Spikes and potentials per population, (n, steps, size), from the module docstring's sums."""
+def srm_reference(model: SpikingModel, enc, n: int, transform=None) -> dict[str, dict[str, np.ndarray]]:
+    """Spikes and potentials per population, (n, steps, size), from the module docstring's sums. ``transform(pop,
+    current)``, if given, replaces each population's summed projection input (n, steps, size) before its bias is
+    added (how training's normalizations of the membrane input act)."""
     steps, dt = enc.steps, model.dt
     if enc.is_spiking:
         inp = enc.spikes(0, n).toarray().reshape(steps, n, -1).transpose(1, 0, 2)
@@ -43,6 +45,8 @@ def srm_reference(model: SpikingModel, enc, n: int) -> dict[str, dict[str, np.nd
             src = inp if pr.source == INPUT else spikes[pr.source]
             delivered = pr.op.forward(src.reshape(n * steps, -1).astype(float)).reshape(n, steps, -1)
             current[:, pr.delay:] += delivered[:, :steps - pr.delay]
+        if transform is not None:
+            current = transform(pop, current)
         if pop.bias is not None:
             current += pop.bias.reshape(-1)
         spec = pop.neuron

@@ -1,8 +1,9 @@
-r"""Normalization for directly trained spiking networks: seed 003's PSP normalization and BN on the membrane input.
+r"""Normalization for directly trained spiking networks: seed 003's PSP normalization and BN (tdBN, BNTT) of the
+membrane input.
 
-Both compute their statistics over a layer's whole run (all ``T`` steps), so
-:class:`~evsnn.training.SpikingNetwork` runs a normalized network one
-population at a time (:meth:`~evsnn.engines.timestep.TimestepNetwork.run_layerwise`).
+They compute their statistics over a layer's whole run (all ``T`` steps;
+BNTT over each step's inputs), so :class:`~evsnn.training.SpikingNetwork`
+runs a normalized network one population at a time (:meth:`~evsnn.engines.timestep.TimestepNetwork.run_layerwise`).
 Statistics are per *channel*: the first axis of a ``(C, H, W)`` population,
 each neuron of a flat one.
 
@@ -30,19 +31,40 @@ with its mean and variance per channel over ``W x H x N x T`` and given an
 affine :math:`\gamma, \beta`; inference statistics fold into the incoming
 weights (:math:`\gamma / \sigma` per output channel) and the bias
 (:math:`\beta - \gamma \mu / \sigma`).
+
+**tdBN** (Zheng et al. 2021) is this BN with the normalized value scaled by
+:math:`\alpha V_{th}` before the affine, :math:`\gamma (\alpha V_{th} \hat x)
++ \beta`: the same function of a trainable :math:`\gamma' = \gamma \alpha
+V_{th}`, so it is BN with :math:`\gamma` initialised to :math:`\alpha \theta`,
+and folds as BN does (the optimizer steps :math:`\gamma'` where the paper's
+steps :math:`\gamma`: the same at :math:`\alpha \theta = 1`).
+
+**BNTT** (Kim & Panda 2021) keeps statistics, running statistics and
+:math:`\gamma` per time step (statistics per channel over ``W x H x N`` at
+each step) and has no :math:`\beta` (its code sets BatchNorm's bias to
+None; its eps is 1e-4). Its per-step gains have no equivalent in the IR's
+time-invariant weights, and it is defined for its training run's number of
+steps only.
+
+All three are :class:`InputBatchNorm` (:func:`input_norm` configures it).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["NORMS", "channels_of", "PSPNorm", "InputBatchNorm"]
+from ..model import Population
+
+__all__ = ["NORMS", "INPUT_NORMS", "channels_of", "PSPNorm", "InputBatchNorm", "input_norm"]
 
 #: The normalizations :class:`~evsnn.training.SpikingNetwork` offers (``norm=``).
-NORMS = ("psp-bn", "psp-ln", "bn")
+NORMS = ("psp-bn", "psp-ln", "bn", "tdbn", "bntt")
+#: Those that normalize a population's summed synaptic input (:class:`InputBatchNorm`).
+INPUT_NORMS = ("bn", "tdbn", "bntt")
 
 
 def channels_of(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -103,8 +125,8 @@ class PSPNorm(nn.Module):
 
 
 class InputBatchNorm(nn.Module):
-    """Batch normalization of a population's summed synaptic input over (W, H, N, T) per channel, with an affine
-    :math:`\\gamma, \\beta`: the membrane-potential BN baseline of seed 003's Table 2.
+    """Batch normalization of a population's summed synaptic input per channel, with a trainable :math:`\\gamma`
+    (and :math:`\\beta`): the membrane-potential BN baseline of seed 003's Table 2, tdBN, and BNTT.
 
     Parameters
     ----------
@@ -112,37 +134,86 @@ class InputBatchNorm(nn.Module):
         The population's shape.
     eps, momentum : float
         As torch's BatchNorm (the running variance is the biased one, as used in the normalization).
+    gamma : float or array, default=1.0
+        The initial :math:`\\gamma`, one value or one per channel (tdBN: :math:`\\alpha \\theta`).
+    steps : int, optional
+        None: statistics over (W, H, N, T), one :math:`\\gamma` and :math:`\\beta` per channel (BN, tdBN). An
+        integer: BNTT, for runs of exactly ``steps`` steps: statistics over (W, H, N) and :math:`\\gamma` per step
+        and channel, running statistics per step, no :math:`\\beta`.
     """
 
-    def __init__(self, shape: tuple[int, ...], *, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, shape: tuple[int, ...], *, eps: float = 1e-5, momentum: float = 0.1,
+                 gamma: float | np.ndarray = 1.0, steps: int | None = None):
         super().__init__()
         self.channels, self.positions = channels_of(shape)
-        self.eps, self.momentum = float(eps), float(momentum)
-        self.gamma = nn.Parameter(torch.ones(self.channels))
-        self.beta = nn.Parameter(torch.zeros(self.channels))
-        self.register_buffer("running_mean", torch.zeros(self.channels, dtype=torch.float64))
-        self.register_buffer("running_var", torch.ones(self.channels, dtype=torch.float64))
+        self.eps, self.momentum, self.steps = float(eps), float(momentum), steps
+        stats = (self.channels,) if steps is None else (steps, self.channels)
+        initial = np.broadcast_to(np.asarray(gamma, dtype=np.float32), (self.channels,))
+        self.gamma = nn.Parameter(torch.tensor(np.broadcast_to(initial, stats)))
+        self.beta = nn.Parameter(torch.zeros(self.channels)) if steps is None else None
+        self.register_buffer("running_mean", torch.zeros(stats, dtype=torch.float64))
+        self.register_buffer("running_var", torch.ones(stats, dtype=torch.float64))
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """``current`` (steps, batch, n) normalized."""
         steps, batch, n = current.shape
+        if self.steps is not None and steps != self.steps:
+            raise ValueError(f"InputBatchNorm: BNTT has statistics and gains for each of its {self.steps} steps; "
+                             f"this run has {steps} steps. Run the network for {self.steps} steps, or train it "
+                             f"for {steps}.")
         x = current.reshape(steps, batch, self.channels, self.positions)
+        axes = (0, 1, 3) if self.steps is None else (1, 3)
+        per_channel = (-1, 1, self.channels, 1)  # (C,) or (T, C) against x's (T, N, C, H*W)
         if self.training:
-            mean = x.mean(dim=(0, 1, 3))
-            var = (x - mean[:, None]).pow(2).mean(dim=(0, 1, 3))
+            mean = x.mean(dim=axes)
+            var = (x - mean.reshape(per_channel)).pow(2).mean(dim=axes)
             with torch.no_grad():
                 self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach().double())
                 self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach().double())
         else:
             mean, var = self.running_mean.to(current.dtype), self.running_var.to(current.dtype)
         gain = self.gamma.to(current.dtype) * torch.rsqrt(var + self.eps)
-        shift = self.beta.to(current.dtype) - gain * mean
-        return (x * gain[:, None] + shift[:, None]).reshape(steps, batch, n)
+        shift = -gain * mean if self.beta is None else self.beta.to(current.dtype) - gain * mean
+        return (x * gain.reshape(per_channel) + shift.reshape(per_channel)).reshape(steps, batch, n)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Say, beside torch's size mismatch, that a BNTT state is for another number of steps."""
+        gamma = state_dict.get(prefix + "gamma")
+        if self.steps is not None and gamma is not None and gamma.ndim == 2 and len(gamma) != self.steps:
+            error_msgs.append(f"{prefix}gamma: BNTT's gains and statistics are per step; the state is for "
+                              f"{len(gamma)} steps, this network runs {self.steps}: build it with "
+                              f"steps={len(gamma)}.")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The inference transform ``gain * current + shift`` per neuron (float64): ``gain`` scales the incoming
-        weights' rows, ``shift`` adds to the bias."""
+        weights' rows, ``shift`` adds to the bias. BN and tdBN only (BNTT's transform changes with the step)."""
+        if self.steps is not None:
+            raise ValueError("InputBatchNorm.fold: BNTT's gain and shift differ per step; no weights express them.")
         with torch.no_grad():
             gain = self.gamma.double() * torch.rsqrt(self.running_var + self.eps)
             shift = self.beta.double() - gain * self.running_mean
         return gain.repeat_interleave(self.positions), shift.repeat_interleave(self.positions)
+
+
+def input_norm(norm: str, population: Population, *, steps: int, alpha: float, momentum: float) -> InputBatchNorm:
+    """The :class:`InputBatchNorm` of ``norm`` ("bn", "tdbn" or "bntt") for ``population``'s input, in a network
+    run for ``steps`` steps. tdBN's initial :math:`\\gamma` is ``alpha`` times the population's threshold (one per
+    channel: a per-neuron threshold must be constant within each channel); BNTT takes its code's eps, 1e-4."""
+    if norm == "bn":
+        return InputBatchNorm(population.shape, momentum=momentum)
+    if norm == "bntt":
+        return InputBatchNorm(population.shape, eps=1e-4, momentum=momentum, steps=steps)
+    if norm != "tdbn":
+        raise ValueError(f"input_norm: norm must be one of {', '.join(map(repr, INPUT_NORMS))}, got {norm!r}.")
+    if not alpha > 0:
+        raise ValueError(f"input_norm: tdBN's alpha must be positive, got {alpha!r}.")
+    channels, positions = channels_of(population.shape)
+    theta = np.broadcast_to(np.asarray(population.neuron.threshold, dtype=np.float64),
+                            population.shape).reshape(channels, positions)
+    if not (theta == theta[:, :1]).all():
+        raise ValueError(f"input_norm: tdBN scales each channel by alpha times its threshold, but population "
+                         f"{population.name!r} has different thresholds within a channel.")
+    return InputBatchNorm(population.shape, momentum=momentum, gamma=alpha * theta[:, 0])

@@ -43,7 +43,7 @@ from ..errors import ConversionError
 from ..model import INPUT, SpikingModel
 from ..ops import Conv2d, Dense
 from .ann import train_classifier
-from .normalization import NORMS, InputBatchNorm, PSPNorm, channels_of
+from .normalization import INPUT_NORMS, NORMS, PSPNorm, channels_of, input_norm
 from .surrogate import Surrogate, surrogate as make_surrogate
 
 __all__ = ["SpikingNetwork", "train_snn"]
@@ -67,12 +67,15 @@ class SpikingNetwork(nn.Module):
         Seeds the Poisson input drawn for each batch.
     dtype, device
         Of the parameters and the run.
-    norm : {None, "psp-bn", "psp-ln", "bn"}
-        Seed 003's PSP-BN or PSP-LN, or BN of the membrane input (:mod:`evsnn.training.normalization`).
+    norm : {None, "psp-bn", "psp-ln", "bn", "tdbn", "bntt"}
+        Seed 003's PSP-BN or PSP-LN, or BN, tdBN or BNTT of the membrane input
+        (:mod:`evsnn.training.normalization`).
     norm_lambda : float, default=1e-3
         PSP normalization's λ (eq. 19; the issue's default; seed 003's experiments use 0.1).
+    norm_alpha : float, default=1.0
+        tdBN's α: its γ starts at α θ (θ: the population's threshold; the paper's 1/√2 before a residual sum).
     momentum : float, default=0.1
-        Of the running statistics (PSP-BN, BN).
+        Of the running statistics (PSP-BN, BN, tdBN, BNTT).
     fixed : sequence of str
         Projections whose weights are not trained (e.g. the identities of
         :func:`~evsnn.training.networks.residual_cnn`'s post-activation blocks). Projections that hold one
@@ -84,7 +87,7 @@ class SpikingNetwork(nn.Module):
 
     def __init__(self, model: SpikingModel, *, steps: int, spike_fn: str | Surrogate = "slayer",
                  encoding: str | None = None, seed: int = 0, dtype: str = "float32", device: object = "cpu",
-                 norm: str | None = None, norm_lambda: float = 1e-3, momentum: float = 0.1,
+                 norm: str | None = None, norm_lambda: float = 1e-3, norm_alpha: float = 1.0, momentum: float = 0.1,
                  fixed: Sequence[str] = (), train_thresholds: bool = False):
         super().__init__()
         if not isinstance(steps, int) or steps < 1:
@@ -97,7 +100,7 @@ class SpikingNetwork(nn.Module):
         self.spike_fn = make_surrogate(spike_fn)
         self.network = TimestepNetwork(model, dtype=np.dtype(dtype), device=check_device(device))
         self.layerwise = not self.network.backward
-        self.norm, self.norm_lambda, self.momentum = norm, norm_lambda, momentum
+        self.norm, self.norm_lambda, self.norm_alpha, self.momentum = norm, norm_lambda, norm_alpha, momentum
         self.psp_norms, self.input_norms = self._normalizations()
         unknown = sorted(set(fixed) - {pr.name for pr in model.projections})
         if unknown:
@@ -180,8 +183,9 @@ class SpikingNetwork(nn.Module):
                     raise ValueError(f"SpikingNetwork: norm={self.norm!r} normalizes dense and convolutional "
                                      f"projections only; {pr.name!r} is {type(pr.op).__name__}.")
             self.normalized[pop.name] = [pr.name for pr in incoming]
-            if self.norm == "bn":
-                bn[pop.name] = InputBatchNorm(pop.shape, momentum=self.momentum)
+            if self.norm in INPUT_NORMS:
+                bn[pop.name] = input_norm(self.norm, pop, steps=self.steps, alpha=self.norm_alpha,
+                                          momentum=self.momentum)
                 continue
             for pr in incoming:  # one normalization per source, PSP kernel and delay (seed 003's Func layer)
                 kernel = pop.neuron.tau_syn if pop.neuron.kind == "srm" else None
@@ -279,17 +283,24 @@ class SpikingNetwork(nn.Module):
         return logits
 
     def to_model(self, **provenance) -> SpikingModel:
-        """The model with the trained weights and biases (in the network's dtype), PSP-BN's and BN's inference
+        """The model with the trained weights and biases (in the network's dtype), PSP-BN's and (td)BN's inference
         statistics folded into them (seed 003 eq. 17); ``provenance`` is recorded under ``provenance["training"]``.
 
         Raises :class:`~evsnn.ConversionError` for PSP-LN, whose divisor depends on the whole sample (future steps
-        included) and so has no causal equivalent in the IR: evaluate such a network with :meth:`forward`."""
+        included) and so has no causal equivalent in the IR, and for BNTT, whose gains change with the step while
+        the IR's weights do not: evaluate such a network with :meth:`forward`."""
         if self.norm == "psp-ln":
             raise ConversionError("SpikingNetwork.to_model: PSP-LN divides each sample's PSP by a moment taken over "
                                   "its whole run, future steps included; no causal model computes that, so a PSP-LN "
                                   "network cannot be exported. Evaluate it with the network itself (its forward "
                                   "pass), or train with norm='psp-bn', whose inference statistics fold into the "
                                   "weights.")
+        if self.norm == "bntt":
+            raise ConversionError("SpikingNetwork.to_model: BNTT scales each population's input by a gain and "
+                                  "statistics of each time step, and the IR's weights and biases are the same at "
+                                  "every step, so a BNTT network cannot be exported. Evaluate it with the network "
+                                  "itself (its forward pass), or train with norm='bn', 'tdbn' or 'psp-bn', whose "
+                                  "inference statistics fold into the weights.")
         model = self.model
         dtype = self.network.dtype
         gains = {name: [g.numpy() for g in norm.fold()] for name, norm in self.input_norms.items()}
@@ -326,7 +337,8 @@ class SpikingNetwork(nn.Module):
                                                                       else float(theta)))
             populations.append(p)
         norm = {} if self.norm is None else {"norm": self.norm, "momentum": self.momentum,
-                                             **({"norm_lambda": self.norm_lambda} if self.psp_norms else {})}
+                                             **({"norm_lambda": self.norm_lambda} if self.psp_norms else {}),
+                                             **({"norm_alpha": self.norm_alpha} if self.norm == "tdbn" else {})}
         record = {"steps": self.steps, "surrogate": self.spike_fn.name, **self.spike_fn.params,
                   "encoding": self.encoding, **norm, **provenance}
         return model.replace(projections=projections, populations=populations,
@@ -345,7 +357,7 @@ def _scale_axis(weight: np.ndarray, factor: np.ndarray, *, axis: int) -> np.ndar
 
 def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, spike_fn: str | Surrogate = "slayer",
               encoding: str | None = None, norm: str | None = None, norm_lambda: float = 1e-3,
-              fixed: Sequence[str] = (), train_thresholds: bool = False, epochs: int = 5,
+              norm_alpha: float = 1.0, fixed: Sequence[str] = (), train_thresholds: bool = False, epochs: int = 5,
               batch_size: int = 64, lr: float = 1e-3, max_shift: int = 0, seed: int = 0,
               progress: bool = False, checkpoint: str | None = None) -> tuple[SpikingModel, list[float]]:
     """Train ``model`` on images ``x`` and labels ``y`` by BPTT with a surrogate gradient; return the trained
@@ -353,13 +365,18 @@ def train_snn(model: SpikingModel, x: np.ndarray, y: np.ndarray, *, steps: int, 
 
     The loop is :func:`evsnn.training.train_classifier`'s (AdamW, warm-up and cosine decay, cross-entropy of
     the logits of :class:`SpikingNetwork`, random shifts up to ``max_shift`` pixels), seeded by ``seed``.
-    ``norm``, ``norm_lambda``, ``fixed``, ``train_thresholds``: :class:`SpikingNetwork`'s (a PSP-LN network
-    cannot be exported: train it with :class:`SpikingNetwork` and :func:`~evsnn.training.train_classifier`
-    directly). ``checkpoint``: a file that
+    ``norm``, ``norm_lambda``, ``norm_alpha``, ``fixed``, ``train_thresholds``: :class:`SpikingNetwork`'s (a
+    PSP-LN or BNTT network cannot be exported: train it with :class:`SpikingNetwork` and
+    :func:`~evsnn.training.train_classifier` directly). ``checkpoint``: a file that
     makes the run resumable (:func:`~evsnn.training.train_classifier`).
     """
+    if norm in ("psp-ln", "bntt"):  # refused before training, not after it
+        raise ConversionError(f"train_snn: it returns the exported model, and a norm={norm!r} network cannot be "
+                              f"exported (SpikingNetwork.to_model says why). Train it with SpikingNetwork and "
+                              f"train_classifier, and evaluate it with its forward pass.")
     net = SpikingNetwork(model, steps=steps, spike_fn=spike_fn, encoding=encoding, seed=seed, norm=norm,
-                         norm_lambda=norm_lambda, fixed=fixed, train_thresholds=train_thresholds)
+                         norm_lambda=norm_lambda, norm_alpha=norm_alpha, fixed=fixed,
+                         train_thresholds=train_thresholds)
     losses = train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, max_shift=max_shift,
                               seed=seed, progress=progress, checkpoint=checkpoint)
     return net.to_model(trainer="evsnn.training.train_snn", epochs=epochs, batch_size=batch_size, lr=lr,
