@@ -82,10 +82,6 @@ EVENT_KINDS = ("if", "lif", "srm", "cuba_lif", "li", "cuba_li", "i", "threshold"
 BLAS_COST_RATIO = {"dense": {1: 1.4, 8: 0.46, 64: 0.33}, "conv2d": {1: 0.21, 8: 0.11, 64: 0.09}}
 
 
-#: Batch rows a thread takes at a time in the compiled loops' parallel regions (dynamic scheduling).
-PARALLEL_CHUNK = 2
-
-
 def blas_cost_ratio(kind: str, batch: int) -> float:
     """:data:`BLAS_COST_RATIO` of operator ``kind`` at the largest measured batch size not above ``batch``."""
     table = BLAS_COST_RATIO[kind]
@@ -387,31 +383,28 @@ class EventEngine(Engine):
                 pending[j, slot] = True
 
         t, first = 0, -1
-        # rows handed to threads as they free up (a sample's spikes, and so its rows' work, can be far from
-        # another's; equal static shares left one thread waiting at every step)
-        with numba.parallel_chunksize(PARALLEL_CHUNK if parallel else 0):
-            while True:
-                t, i, total, above = kernels.run_steps(
-                    t, first, steps, parallel, encoded.is_spiking, flags, pop_flags, pending, may_fire, routes,
-                    self.route_ptr, self.analog_routes, *loop.arguments, in_indptr, in_counts, in_flat, out.count_stack,
-                    out.sop_stack, marks, membrane_out)
-                if t == steps:
-                    return out
-                if i < 0:  # the input's spikes of step t go dense
-                    lo, hi = t * batch, (t + 1) * batch
-                    emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
-                else:  # population i has stepped: record its raster, deliver its spikes (some by BLAS)
-                    pop, idx, counts = pops[i], loop.idx[i], loop.counts[i]
-                    if recorded[i]:
-                        rows = np.repeat(np.arange(batch), counts)
-                        cols = idx[np.arange(pop.size) < counts[:, None]]
-                        out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
-                    if total:
-                        emit(pop.name, loop.starts[i], counts, loop.flat[i], total, t)
-                    if skippable[i]:
-                        may_fire[i] = above
-                    pending[i, t % self.ring_length] = False
-                t, first = (t, i + 1) if i + 1 < len(pops) else (t + 1, -1)
+        while True:
+            t, i, total, above = kernels.run_steps(
+                t, first, steps, parallel, encoded.is_spiking, flags, pop_flags, pending, may_fire, routes,
+                self.route_ptr, self.analog_routes, *loop.arguments, in_indptr, in_counts, in_flat, out.count_stack,
+                out.sop_stack, marks, membrane_out)
+            if t == steps:
+                return out
+            if i < 0:  # the input's spikes of step t go dense
+                lo, hi = t * batch, (t + 1) * batch
+                emit(INPUT, in_indptr[lo:hi], in_counts[lo:hi], in_flat, total, t)
+            else:  # population i has stepped: record its raster, deliver its spikes (some by BLAS)
+                pop, idx, counts = pops[i], loop.idx[i], loop.counts[i]
+                if recorded[i]:
+                    rows = np.repeat(np.arange(batch), counts)
+                    cols = idx[np.arange(pop.size) < counts[:, None]]
+                    out.rasters[pop.name].append((rows + start, np.full(rows.size, t), cols))
+                if total:
+                    emit(pop.name, loop.starts[i], counts, loop.flat[i], total, t)
+                if skippable[i]:
+                    may_fire[i] = above
+                pending[i, t % self.ring_length] = False
+            t, first = (t, i + 1) if i + 1 < len(pops) else (t + 1, -1)
 
     def prepare(self, encoded: EncodedInput, batch_size: int | None = None) -> None:
         """Allocate the step loop's arrays for the run's batch size (numba typed lists: about 10 µs per array)."""
