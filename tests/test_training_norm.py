@@ -103,6 +103,18 @@ def fold_reference(model: SpikingModel, enc, norm: str) -> tuple[SpikingModel, d
     return model, srm_reference(model, enc, n)["spikes"]
 
 
+def assert_forward_is_the_reference(net: SpikingNetwork, x: np.ndarray, spikes: dict) -> None:
+    """The network's logits and hidden firing rates on ``x`` are the reference's ``spikes``, which must fire in a
+    range where a wrong normalization shows (liveness, judged on the reference)."""
+    for name, s in spikes.items():
+        assert 0.02 < s.mean() < 0.6, f"test model badly scaled: {name} fires at {s.mean():.3f}"
+    with torch.no_grad():
+        logits = net(torch.as_tensor(x))
+    np.testing.assert_array_equal(logits.numpy(), spikes["out"].sum(axis=1))
+    for name in ("h1", "h2"):
+        assert net.rates[name] == pytest.approx(spikes[name].mean(), abs=1e-12)
+
+
 @pytest.mark.parametrize("norm", ["psp-bn", "bn"])
 def test_training_forward_normalizes_as_defined(norm):
     model = conv_srm_model()
@@ -110,14 +122,8 @@ def test_training_forward_normalizes_as_defined(norm):
     net = SpikingNetwork(model, steps=STEPS, norm=norm, norm_lambda=LAM, dtype="float64", seed=5)
     enc = evsnn.encode(model, x, steps=STEPS, seed=int(np.random.default_rng(5).integers(2 ** 62)))
     folded, spikes = fold_reference(model, enc, norm)
-    for name, s in spikes.items():  # liveness, judged on the reference
-        assert 0.02 < s.mean() < 0.6, f"test model badly scaled: {name} fires at {s.mean():.3f}"
     net.train()
-    with torch.no_grad():
-        logits = net(torch.as_tensor(x))
-    np.testing.assert_array_equal(logits.numpy(), spikes["out"].sum(axis=1))
-    for name in ("h1", "h2"):
-        assert net.rates[name] == pytest.approx(spikes[name].mean(), abs=1e-12)
+    assert_forward_is_the_reference(net, x, spikes)
     assert sorted(net.normalized) == ["h1", "h2"]
 
 
@@ -274,13 +280,7 @@ def test_tdbn_scales_the_normalized_input_by_alpha_theta():
                              betas[pop.name].astype(float), 1e-5, per_step=False)[0]
 
     spikes = srm_reference(model, enc, BATCH, transform)["spikes"]
-    for name, s in spikes.items():
-        assert 0.02 < s.mean() < 0.6, f"test model badly scaled: {name} fires at {s.mean():.3f}"
-    with torch.no_grad():
-        logits = net(torch.as_tensor(x))
-    np.testing.assert_array_equal(logits.numpy(), spikes["out"].sum(axis=1))
-    for name in ("h1", "h2"):
-        assert net.rates[name] == pytest.approx(spikes[name].mean(), abs=1e-12)
+    assert_forward_is_the_reference(net, x, spikes)
     one = SpikingNetwork(model, steps=STEPS, norm="tdbn")  # alpha 1 by default: gamma = theta
     np.testing.assert_array_equal(one.input_norms["h2"].gamma.detach().numpy(), np.full(8, THETA))
     with pytest.raises(ValueError, match="tdBN's alpha must be positive, got 0"):
@@ -358,13 +358,7 @@ def test_bntt_normalizes_each_step_with_its_own_statistics_and_gain():
 
     enc = evsnn.encode(model, x, steps=STEPS, seed=int(seeds.integers(2 ** 62)))
     spikes = srm_reference(model, enc, BATCH, transform)["spikes"]
-    for name, s in spikes.items():
-        assert 0.02 < s.mean() < 0.6, f"test model badly scaled: {name} fires at {s.mean():.3f}"
-    with torch.no_grad():
-        logits = net(torch.as_tensor(x))
-    np.testing.assert_array_equal(logits.numpy(), spikes["out"].sum(axis=1))
-    for name in ("h1", "h2"):
-        assert net.rates[name] == pytest.approx(spikes[name].mean(), abs=1e-12)
+    assert_forward_is_the_reference(net, x, spikes)
     running = {}
     for name, (mean, var) in batch_stats.items():  # momentum 0.1 from (0, 1), one (steps, C) entry per step
         assert np.ptp(mean, axis=0).max() > 0.05, "the steps' statistics do not differ: the test cannot tell"
