@@ -329,3 +329,47 @@ def test_a_wide_analog_input_layer_gives_the_same_float32_sums_on_any_threads():
     runs = [simulate(model, x, steps=3, dtype="float32", batch_size=64, threads=n) for n in (1, 2)]
     assert np.abs(runs[0].output).max() > 0
     assert np.array_equal(runs[0].output.view(np.uint8), runs[1].output.view(np.uint8))
+
+
+def test_rows_apart_give_the_step_loops_records_and_fall_back_where_a_step_goes_dense(monkeypatch):
+    """On several threads, after a batch without dense steps the next batch runs with its rows apart
+    (kernels.run_rows; one thread always steps); one whose
+    hidden layer then turns out to be above its dense limit in a step is run again step by step. Batches of 8:
+    quiet, quiet, busy, quiet, quiet. Every record equals the step loop's (a run with rasters always steps) on 1
+    and 2 threads, in float32, where a dense step's sums differ from the event kernels' (without the second run
+    the output potentials differ); both paths ran."""
+    from evsnn import InputSpec, SpikingModel
+    from evsnn.simulation import simulate
+    from test_event_engine import results_equal
+
+    rng = np.random.default_rng(5)
+    model = SpikingModel(input=InputSpec((20,), encoding="current"),
+                         populations=[Population("hidden", (40,), NeuronSpec("if")),
+                                      Population("out", (5,), NeuronSpec("if"))],
+                         projections=[Projection("fc1", "input", "hidden", Dense(rng.uniform(0, 0.1, (40, 20)))),
+                                      Projection("fc2", "hidden", "out", Dense(rng.normal(0, 0.3, (5, 40))))],
+                         readout="membrane")  # every bit of fc2's sums, which a dense step rounds otherwise
+    x = rng.uniform(0, 0.1, (40, 20))
+    x[16:24] = 1  # the third batch: every hidden neuron fires at every step, above fc2's limit of 25 % of them
+    calls = []
+
+    def spy(name, kernel):
+        def run(*args):
+            if name == "rows" or args[:2] == (0, -1):  # a batch's first call
+                calls.append(name)
+            return kernel(*args)
+        return run
+
+    monkeypatch.setattr(kernels, "run_rows", spy("rows", kernels.run_rows))
+    monkeypatch.setattr(kernels, "run_steps", spy("steps", kernels.run_steps))
+    settings = dict(steps=20, dtype="float32", batch_size=8, options={"event": {"dense_above": 0.25}})
+    stepped = simulate(model, x, record="all", **settings)
+    assert calls == ["steps"] * 5
+    per_step = stepped.spike_counts["hidden"].reshape(5, 8, -1).sum(axis=1)  # each batch's hidden spikes per step
+    assert per_step[[0, 1, 3, 4]].max() <= 0.25 * 8 * 40 < per_step[2].max() and per_step[[0, 1, 3, 4]].all(axis=0).any()
+    for threads in (1, 2):
+        calls.clear()
+        apart = simulate(model, x, threads=threads, **settings)
+        assert calls == (["steps"] * 5 if threads == 1 else ["steps", "rows", "rows", "steps", "steps", "rows"])
+        results_equal(stepped, apart, rasters=False)
+        assert np.array_equal(stepped.output.view(np.uint8), apart.output.view(np.uint8))

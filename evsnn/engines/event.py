@@ -40,7 +40,12 @@ and separately its nominal fan-out (zeros included), both from
 Notes
 -----
 One compiled call (:func:`evsnn.engines.kernels.run_steps`) runs these steps for a whole batch; it hands a
-step back to Python only for a recorded population's raster and for spikes that go to a dense product.
+step back to Python only for a recorded population's raster and for spikes that go to a dense product. Where
+no step goes dense and nothing is recorded, a batch on several threads runs with its rows apart instead
+(:func:`~evsnn.engines.kernels.run_rows`: each thread its share of the rows through every step, so the threads
+meet once per batch): chosen where the input's spikes stay below their dense limits and the previous batch's
+populations' did; a batch in which a step turns out to be above a limit is run again step by step, so the choice
+changes no result.
 
 A population that is IF (no leak), has no bias, no analog input and no
 pending input, and whose potentials are all below threshold, is skipped: it
@@ -382,13 +387,25 @@ class EventEngine(Engine):
                                                                       out.sops_nominal[pr.name], t))
                 pending[j, slot] = True
 
+        records = (in_indptr, in_counts, in_flat, out.count_stack, out.sop_stack, marks, membrane_out)
+        if parallel and self._rows_apart(loop, recorded, in_indptr if encoded.is_spiking else None):
+            kernels.run_rows(min(numba.get_num_threads(), batch), steps, encoded.is_spiking, flags, pop_flags,
+                             may_fire, routes, self.route_ptr, self.analog_routes, loop.limit_array, *loop.arrays,
+                             *records)
+            loop.clean = not loop.went_dense(out.count_stack)
+            if loop.clean:
+                return out
+            # a step would have gone dense: that step's sums differ from the event kernels', run the batch again
+            for record in (out.count_stack, out.sop_stack, out.output):
+                record[...] = 0
+            may_fire = loop.reset()
         t, first = 0, -1
         while True:
             t, i, total, above = kernels.run_steps(
-                t, first, steps, parallel, encoded.is_spiking, flags, pop_flags, pending, may_fire, routes,
-                self.route_ptr, self.analog_routes, *loop.arguments, in_indptr, in_counts, in_flat, out.count_stack,
-                out.sop_stack, marks, membrane_out)
+                t, first, steps, parallel, 0, batch, True, encoded.is_spiking, flags, pop_flags, pending, may_fire,
+                routes, self.route_ptr, self.analog_routes, loop.limit_array, *loop.arrays, *records)
             if t == steps:
+                loop.clean = not loop.went_dense(out.count_stack)
                 return out
             if i < 0:  # the input's spikes of step t go dense
                 lo, hi = t * batch, (t + 1) * batch
@@ -405,6 +422,19 @@ class EventEngine(Engine):
                     may_fire[i] = above
                 pending[i, t % self.ring_length] = False
             t, first = (t, i + 1) if i + 1 < len(pops) else (t + 1, -1)
+
+    def _rows_apart(self, loop: "_LoopState", recorded: np.ndarray, in_indptr: np.ndarray | None) -> bool:
+        """Whether to run the batch with its rows apart (:func:`~evsnn.engines.kernels.run_rows`): nothing recorded
+        as a raster, no step of the input's spikes above its routes' dense limit, and, where a population's spikes
+        could go dense, the batch before this one (of this size) had no such step. Where a step then would have
+        gone dense after all, :meth:`run_batch` runs the batch again step by step, so this choice costs time at
+        worst, never a result."""
+        if recorded.any() or (loop.watch and not loop.clean):
+            return False
+        if in_indptr is None:
+            return True
+        per_step = np.diff(in_indptr[::loop.batch])
+        return not (per_step > loop.input_limit).any()
 
     def prepare(self, encoded: EncodedInput, batch_size: int | None = None) -> None:
         """Allocate the step loop's arrays for the run's batch size (numba typed lists: about 10 µs per array)."""
@@ -443,7 +473,7 @@ class EventEngine(Engine):
 
 class _LoopState:
     """What :func:`~evsnn.engines.kernels.run_steps` works on for one batch size: numpy arrays (which the Python side
-    reads) and, in ``arguments``, numba typed lists of the same memory (built once: an item costs about 10 µs)."""
+    reads) and, in ``arrays``, numba typed lists of the same memory (built once: an item costs about 10 µs)."""
 
     def __init__(self, engine: "EventEngine", batch: int):
         dtype, sizes = engine.dtype, [p.size for p in engine.model.populations]
@@ -479,11 +509,22 @@ class _LoopState:
             lists.append(_typed_list(members, likes[kind]))
         fixed = np.zeros(1, dtype=np.int64)
         fixed.flags.writeable = False  # the operators' fan-out arrays are read-only
-        limits = np.array([self.limits[pr.name] for pr in engine.route_order], dtype=np.float64)
-        # run_steps' arguments from ``limits`` to ``at_threshold``
-        self.arguments = (limits, np.array(bases, dtype=np.int64), *lists, _typed_list(engine.fan_out, fixed),
-                          _typed_list(self.idx, np.zeros((1, 1), np.int64)),
-                          _typed_list(self.at_threshold, np.zeros(1, bool)))
+        self.limit_array = np.array([self.limits[pr.name] for pr in engine.route_order], dtype=np.float64)
+        # run_steps' and run_rows' arguments from ``bases`` to ``at_threshold``
+        self.arrays = (np.array(bases, dtype=np.int64), *lists, _typed_list(engine.fan_out, fixed),
+                       _typed_list(self.idx, np.zeros((1, 1), np.int64)),
+                       _typed_list(self.at_threshold, np.zeros(1, bool)))
+        # the spike limits run_rows must stay below: the input's lowest, and each population's that has a finite one
+        ptr = engine.route_ptr
+        self.input_limit = self.limit_array[ptr[0]:ptr[1]].min(initial=np.inf)
+        self.watch = [(i, lowest) for i in range(len(sizes))
+                      if np.isfinite(lowest := self.limit_array[ptr[i + 1]:ptr[i + 2]].min(initial=np.inf))]
+        self.clean = False  # whether the last batch of this size had no population's step above its dense limit
+
+    def went_dense(self, count_stack: np.ndarray) -> bool:
+        """Whether a population's spikes in some step of a batch (``count_stack``: spikes per population, row and
+        step) were above one of its routes' dense limits."""
+        return any((count_stack[i].sum(axis=0) > lowest).any() for i, lowest in self.watch)
 
     def reset(self) -> np.ndarray:
         """Back to the state at the start of a run (:func:`~evsnn.engines.neurons.initial_state`), nothing

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "neuron_step", "run_steps",
-           "spike_rows",
+           "run_rows", "spike_rows",
            "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "LISTS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA",
            "MODE_THRESHOLD"]
 
@@ -61,8 +61,8 @@ def _dense_row(b, starts, counts, flat, wt, out):
 
 
 @njit(**_jit)
-def _deliver_dense_serial(starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
-    for b in range(out.shape[0]):
+def _deliver_dense_serial(lo, hi, starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
+    for b in range(lo, hi):
         _dense_row(b, starts, counts, flat, wt, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
@@ -100,9 +100,9 @@ def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel
 
 
 @njit(**_jit)
-def _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
+def _deliver_conv_serial(lo, hi, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
                          connections, sops, nominal, t):
-    for b in range(out.shape[0]):
+    for b in range(lo, hi):
         _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
@@ -133,9 +133,9 @@ def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
 
 
 @njit(**_jit)
-def _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops, nominal,
-                        t):
-    for b in range(out.shape[0]):
+def _deliver_csr_serial(lo, hi, starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops,
+                        nominal, t):
+    for b in range(lo, hi):
         _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
@@ -173,22 +173,30 @@ def deliver_dense(parallel: bool, starts, counts, flat, wt, out, *count) -> None
 
     Every delivery also counts the SOPs of its spikes: ``count`` is :func:`count_sops`'s
     ``(synapses, connections, sops, nominal, t)``."""
-    (_deliver_dense_parallel if parallel else _deliver_dense_serial)(starts, counts, flat, wt, out, *count)
+    if parallel:
+        _deliver_dense_parallel(starts, counts, flat, wt, out, *count)
+    else:
+        _deliver_dense_serial(0, out.shape[0], starts, counts, flat, wt, out, *count)
 
 
 def deliver_conv(parallel: bool, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out,
                  *count) -> None:
     """Event scatter of a convolution kernel (the tables of :class:`evsnn.engines.event._ConvDelivery`); SOPs
     counted as in :func:`deliver_dense`."""
-    (_deliver_conv_parallel if parallel else _deliver_conv_serial)(
-        starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, *count)
+    if parallel:
+        _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, *count)
+    else:
+        _deliver_conv_serial(0, out.shape[0], starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf,
+                             out, *count)
 
 
 def deliver_csr(parallel: bool, starts, counts, flat, indptr, indices, data, buf, out, *count) -> None:
     """``out[b] += S[b] @ W.T`` with ``W.T`` in CSR (``indptr``, ``indices``, ``data``), row ``j``: neuron j's
     targets; SOPs counted as in :func:`deliver_dense`."""
-    (_deliver_csr_parallel if parallel else _deliver_csr_serial)(starts, counts, flat, indptr, indices, data, buf,
-                                                                 out, *count)
+    if parallel:
+        _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, *count)
+    else:
+        _deliver_csr_serial(0, out.shape[0], starts, counts, flat, indptr, indices, data, buf, out, *count)
 
 
 def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
@@ -400,10 +408,10 @@ def _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold,
 
 
 @njit(**_jit)
-def _neuron_serial(v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
+def _neuron_serial(lo, hi, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     total = 0
     above = False
-    for b in range(v.shape[0]):
+    for b in range(lo, hi):
         _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
         total += counts[b]
         above |= at_threshold[b]
@@ -429,8 +437,9 @@ def neuron_step(parallel: bool, v, extra, current, held, p, flags, idx, counts, 
     ``record`` (batch, steps) and, if marking, ones to ``marks[:, t]`` (batch, steps, n); returns the
     number of spikes and whether any potential is at or above threshold.
     """
-    return (_neuron_parallel if parallel else _neuron_serial)(v, extra, current, held, p, flags, idx, counts,
-                                                              at_threshold, record, marks, t)
+    if parallel:
+        return _neuron_parallel(v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
+    return _neuron_serial(0, v.shape[0], v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
 
 
 # --- the whole step loop -------------------------------------------------------------------------------------------
@@ -460,10 +469,10 @@ LISTS = {"float1": ("bias", "csr_data"),
 
 
 @njit(**_jit)
-def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_rec, t, bases, f1, f2, f3, i1):
+def _deliver_route(parallel, lo, hi, route, k, starts, counts, flat, out, fan_out, sop_rec, t, bases, f1, f2, f3, i1):
     """Deliver one step's spikes through route ``k`` (a row of the route table) with its event kernel into ``out``
     (the target's ring slot), counting their SOPs (``fan_out``: synapses of route ``k`` at ``k``, connections at
-    ``len(fan_out) // 2 + k``)."""
+    ``len(fan_out) // 2 + k``): every row on the run's threads, or rows ``lo .. hi - 1`` on this one."""
     item, rec = route[_R_ITEM], route[_R_RECORD]
     syn, con = fan_out[k], fan_out[len(fan_out) // 2 + k]
     sops, nominal = sop_rec[0, rec], sop_rec[1, rec]
@@ -473,7 +482,7 @@ def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_r
         if parallel:
             _deliver_dense_parallel(starts, counts, flat, wt, out, syn, con, sops, nominal, t)
         else:
-            _deliver_dense_serial(starts, counts, flat, wt, out, syn, con, sops, nominal, t)
+            _deliver_dense_serial(lo, hi, starts, counts, flat, wt, out, syn, con, sops, nominal, t)
     elif kind == KIND_CONV:
         hw, taps = route[_R_HW], route[_R_TAPS]
         c = bases[_B_CONVT] + 4 * item
@@ -483,8 +492,8 @@ def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_r
             _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, syn,
                                    con, sops, nominal, t)
         else:
-            _deliver_conv_serial(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, syn, con,
-                                 sops, nominal, t)
+            _deliver_conv_serial(lo, hi, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out,
+                                 syn, con, sops, nominal, t)
     else:
         c = bases[_B_CSRT] + 2 * item
         indptr, indices = i1[c], i1[c + 1]
@@ -492,7 +501,8 @@ def _deliver_route(parallel, route, k, starts, counts, flat, out, fan_out, sop_r
         if parallel:
             _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, syn, con, sops, nominal, t)
         else:
-            _deliver_csr_serial(starts, counts, flat, indptr, indices, data, buf, out, syn, con, sops, nominal, t)
+            _deliver_csr_serial(lo, hi, starts, counts, flat, indptr, indices, data, buf, out, syn, con, sops, nominal,
+                                t)
 
 
 @njit(**_jit)
@@ -510,8 +520,8 @@ def _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
 
 
 @njit(**_jit)
-def _add_input_serial(into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
-    for b in range(into.shape[0]):
+def _add_input_serial(lo, hi, into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
+    for b in range(lo, hi):
         _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
 
 
@@ -522,9 +532,18 @@ def _add_input_parallel(into, i, t, clear, has_bias, analog_routes, bases, f1, f
 
 
 @njit(**_jit)
-def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may_fire, routes, route_ptr,
-              analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts, in_flat,
-              count_rec, sop_rec, marks, membrane_out):
+def _fed(analog_routes, i, t):
+    """Whether an analog input has reached population ``i`` by step ``t``."""
+    fed = False
+    for a in range(analog_routes.shape[0]):
+        fed |= analog_routes[a, 0] == i and t >= analog_routes[a, 1]
+    return fed
+
+
+@njit(**_jit)
+def run_steps(t, first, steps, parallel, lo, hi, handback, spiking, flags, pop_flags, pending, may_fire, routes,
+              route_ptr, analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts,
+              in_flat, count_rec, sop_rec, marks, membrane_out):
     """Steps ``t .. steps - 1`` of :meth:`evsnn.engines.event.EventEngine.run_batch` in one compiled call: per step the
     input's spikes, then each population in order (its input, bias and analog current summed, the fused step of
     :func:`_neuron_row`, its spikes delivered through each outgoing route with the event kernels, its ring slot
@@ -534,7 +553,9 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
     Hands back to Python, which delivers by BLAS and records rasters, where that is needed: returns ``(t, i,
     spikes, above)`` after population ``i``'s step when it is recorded or when one of its routes must go dense
     (spikes above ``limits``), before anything of it was delivered (``i = -1``: the input's spikes at ``t`` must go
-    dense); ``(steps, -1, 0, False)`` at the end.
+    dense); ``(steps, -1, 0, False)`` at the end. With ``handback`` false it never does (every spike by the event
+    kernels, rasters not kept): :func:`run_rows` runs it so on rows ``lo .. hi - 1`` (``parallel`` false), the
+    other rows apart.
 
     The arguments: the run's flags (``flags``: :data:`FLAG_ROWS` and ``pop_flags``: :data:`POP_ROWS` per
     population), ``pending`` (population, ring slot), ``may_fire``, the route table (:data:`ROUTE_ROWS`;
@@ -547,21 +568,23 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
     b_flat, b_counts = bases[_B_FLAT], bases[_B_COUNTS]
     length = f3[b_ring].shape[0]
     batch = idx[0].shape[0]
+    if parallel:
+        lo, hi = 0, batch
     while t < steps:
         slot = t % length
         if first < 0:
             first = 0
             if spiking:
-                lo, hi = t * batch, (t + 1) * batch
-                total = in_indptr[hi] - in_indptr[lo]
+                rows = slice(t * batch, (t + 1) * batch)  # the input's CSR rows of step t
+                total = in_indptr[rows.stop] - in_indptr[rows.start]
                 if total:
                     for k in range(route_ptr[0], route_ptr[1]):
-                        if total > limits[k]:
+                        if handback and total > limits[k]:
                             return t, -1, total, False
                     for k in range(route_ptr[0], route_ptr[1]):
                         route = routes[k]
                         target_slot = (t + route[_R_DELAY]) % length
-                        _deliver_route(parallel, route, k, in_indptr[lo:hi], in_counts[lo:hi], in_flat,
+                        _deliver_route(parallel, lo, hi, route, k, in_indptr[rows], in_counts[rows], in_flat,
                                        f3[b_ring + route[_R_TARGET]][target_slot], fan_out, sop_rec, t, bases, f1,
                                        f2, f3, i1)
                         pending[route[_R_TARGET], target_slot] = True
@@ -573,36 +596,33 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
             held = f2[b_held + i]
             # the discrete form adds analog input and bias to the spikes; the ODE form holds them over the step
             into = held if pf[_P_HELD] else current
-            fed = False
-            for a in range(analog_routes.shape[0]):
-                fed |= analog_routes[a, 0] == i and t >= analog_routes[a, 1]
-            if pf[_P_HELD] or fed or pf[_P_BIAS]:
+            if pf[_P_HELD] or _fed(analog_routes, i, t) or pf[_P_BIAS]:
                 if parallel:
                     _add_input_parallel(into, i, t, pf[_P_HELD], pf[_P_BIAS], analog_routes, bases, f1, f2)
                 else:
-                    _add_input_serial(into, i, t, pf[_P_HELD], pf[_P_BIAS], analog_routes, bases, f1, f2)
+                    _add_input_serial(lo, hi, into, i, t, pf[_P_HELD], pf[_P_BIAS], analog_routes, bases, f1, f2)
             v, extra, table, counts = f2[b_v + i], f3[bases[_B_EXTRA] + i], f2[bases[_B_TABLES] + i], i1[b_counts + i]
             if parallel:
                 total, above = _neuron_parallel(v, extra, current, held, table, flags[i], idx[i], counts,
                                                 at_threshold[i], count_rec[i], marks, t)
             else:
-                total, above = _neuron_serial(v, extra, current, held, table, flags[i], idx[i], counts,
+                total, above = _neuron_serial(lo, hi, v, extra, current, held, table, flags[i], idx[i], counts,
                                               at_threshold[i], count_rec[i], marks, t)
             if pf[_P_MEMBRANE]:
-                membrane_out[:, t, :] = v
+                membrane_out[lo:hi, t, :] = v[lo:hi]
             else:
-                handback = pf[_P_RECORD] != 0
-                if total:
-                    for k in range(route_ptr[i + 1], route_ptr[i + 2]):
-                        if total > limits[k]:
-                            handback = True
                 if handback:
-                    return t, i, total, above
+                    back = pf[_P_RECORD] != 0
+                    if total:
+                        for k in range(route_ptr[i + 1], route_ptr[i + 2]):
+                            back |= total > limits[k]
+                    if back:
+                        return t, i, total, above
                 if total:
                     for k in range(route_ptr[i + 1], route_ptr[i + 2]):
                         route = routes[k]
                         target_slot = (t + route[_R_DELAY]) % length
-                        _deliver_route(parallel, route, k, i1[bases[_B_STARTS] + i], counts, i1[b_flat + i],
+                        _deliver_route(parallel, lo, hi, route, k, i1[bases[_B_STARTS] + i], counts, i1[b_flat + i],
                                        f3[b_ring + route[_R_TARGET]][target_slot], fan_out, sop_rec, t, bases, f1,
                                        f2, f3, i1)
                         pending[route[_R_TARGET], target_slot] = True
@@ -612,3 +632,26 @@ def run_steps(t, first, steps, parallel, spiking, flags, pop_flags, pending, may
         first = -1
         t += 1
     return steps, -1, 0, False
+
+
+@njit(parallel=True, **_jit)
+def _run_parts(parts, steps, spiking, flags, pop_flags, may_fire, routes, route_ptr, analog_routes, limits, bases, f1,
+               f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts, in_flat, count_rec, sop_rec, marks,
+               membrane_out):
+    batch = idx[0].shape[0]
+    for part in prange(parts):
+        lo, hi = part * batch // parts, (part + 1) * batch // parts
+        pending = np.zeros((len(idx), f3[bases[_B_RING]].shape[0]), dtype=np.bool_)
+        run_steps(0, -1, steps, False, lo, hi, False, spiking, flags, pop_flags, pending, may_fire.copy(), routes,
+                  route_ptr, analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr,
+                  in_counts, in_flat, count_rec, sop_rec, marks, membrane_out)
+
+
+def run_rows(parts: int, *args) -> None:
+    """A whole batch with its rows apart: ``parts`` equal shares of the rows, one per thread, each running every
+    step on its own (:func:`run_steps` without hand-backs, its own pending and may-fire flags), so threads meet
+    once per batch instead of at every population and route of every step. Rows never share work, and stepping a
+    quiet population changes nothing, so the records are those of :func:`run_steps` wherever no step goes dense
+    and nothing is recorded: the caller (:meth:`evsnn.engines.event.EventEngine.run_batch`) checks the first
+    afterwards. ``args``: :func:`run_steps`' arguments from ``spiking`` on, without ``pending``."""
+    _run_parts(parts, *args)
