@@ -31,7 +31,8 @@ in proportion to SOPs, such as the first reads of weight rows from memory);
 the conv kernel scatter against the unrolled CSR; the engine's memory against
 the model's weight bytes; 1 vs 2 threads (where ``simulate`` takes
 ``threads``; numpy's BLAS pool is sized by ``--threads`` at import, so what
-scales there is evsnn's own threads and torch's pool); SpikingJelly's
+scales there is evsnn's own threads and torch's pool; 2 threads also with
+the event engine's ``rows_apart=False``, which steps every batch); SpikingJelly's
 converted model of the same trained ANN (where SpikingJelly is installed: run
 the script in that environment with ``PYTHONPATH=<checkout>``); and, last,
 issue 14's targets next to the measured values (a table to read, not a
@@ -62,6 +63,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import importlib.util  # noqa: E402
+import inspect  # noqa: E402
 import io  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -88,6 +90,8 @@ NORMS = ("none", "data")
 ENCODINGS = ("poisson", "current")
 #: simulate() takes threads=N (issue 14); older engines run on one core.
 THREADS_SUPPORTED = "threads" in {f.name for f in dataclasses.fields(RunSettings)}
+#: The event engine's rows_apart option (a batch's rows run apart on several threads); older engines always step.
+ROWS_APART = "rows_apart" in inspect.signature(EventEngine).parameters
 
 
 # ---------------------------------------------------------------------------------------------------- baselines
@@ -430,14 +434,17 @@ def memory(models) -> None:
 
 
 def thread_scaling(models, data, args, sizes) -> dict:
-    """1 vs 2 threads at batch 64, results compared array for array."""
-    print("\nthreads: 1 vs 2 at batch 64 (simulate(..., threads=N)); identical: spike counts and SOPs equal")
+    """1 vs 2 threads at batch 64, results compared array for array; 2 threads also always stepping (the event
+    engine's ``rows_apart=False``), where this evsnn has the option."""
+    print("\nthreads: 1 vs 2 at batch 64 (simulate(..., threads=N)); identical: spike counts and SOPs equal"
+          + ("; 'stepped': rows_apart=False (threads meet at every population and route of every step)"
+             if ROWS_APART else ""))
     if not THREADS_SUPPORTED:
         print("  threads: not supported by this evsnn")
         return {}
     n, speedups = sizes[64], {}
     print(f"{'model':<24}{'norm':>6}{'input':>9}{'1 thread ms/sample':>20}{'2 threads ms/sample':>21}"
-          f"{'speed-up':>10}{'identical':>11}")
+          f"{'speed-up':>10}{'identical':>11}" + (f"{'2 stepped ms/sample':>21}{'speed-up':>10}" if ROWS_APART else ""))
     for (name, norm), model in models.items():
         encoding = "poisson" if norm == "none" else "current"
         enc = encode(model, data.x_test[:n], steps=args.steps, seed=0, encoding=encoding)
@@ -446,8 +453,14 @@ def thread_scaling(models, data, args, sizes) -> dict:
         same = all(np.array_equal(getattr(r1, f)[k], getattr(r2, f)[k])
                    for f in ("spike_counts", "sops") for k in getattr(r1, f))
         speedups[name, norm] = t1 / t2
+        stepped = ""
+        if ROWS_APART:
+            t3, r3 = time_event(model, enc, 64, sizes["repeats"], threads=2, options={"event": {"rows_apart": False}})
+            same &= all(np.array_equal(getattr(r1, f)[k], getattr(r3, f)[k])
+                        for f in ("spike_counts", "sops") for k in getattr(r1, f))
+            stepped = f"{1e3 * t3 / n:>21.2f}{t1 / t3:>10.2f}"
         print(f"{name:<24}{norm:>6}{encoding:>9}{1e3 * t1 / n:>20.2f}{1e3 * t2 / n:>21.2f}{t1 / t2:>10.2f}"
-              f"{str(same):>11}", flush=True)
+              f"{str(same):>11}{stepped}", flush=True)
     return speedups
 
 

@@ -240,12 +240,13 @@ def test_a_conv_that_reaches_only_padding_is_never_delivered_densely():
     assert result.total_sops().sum() == 0 and result.spike_counts["out"].sum() == 0
 
 
-def test_sop_count_is_the_fan_out_rule():
+@pytest.mark.parametrize("parallel", [False, True])
+def test_sop_count_is_the_fan_out_rule(parallel):
     op = OPS["conv"]
     rng = np.random.default_rng(7)
     mask, starts, counts, flat = spikes_of(rng, 4, op.n_in, 0.4)
     sops, nominal = np.zeros((4, 3), np.int64), np.zeros((4, 3), np.int64)
-    kernels.count_sops(starts, counts, flat, *op.fan_out(), sops, nominal, 1)
+    kernels.count_sops(parallel, starts, counts, flat, *op.fan_out(), sops, nominal, 1)
     synapses, connections = op.fan_out()
     np.testing.assert_array_equal(sops[:, 1], mask @ synapses)
     np.testing.assert_array_equal(nominal[:, 1], mask @ connections)
@@ -373,3 +374,10 @@ def test_rows_apart_give_the_step_loops_records_and_fall_back_where_a_step_goes_
         assert calls == (["steps"] * 5 if threads == 1 else ["steps", "rows", "rows", "steps", "steps", "rows"])
         results_equal(stepped, apart, rasters=False)
         assert np.array_equal(stepped.output.view(np.uint8), apart.output.view(np.uint8))
+    calls.clear()  # the engine option turns it off
+    settings["options"]["event"]["rows_apart"] = False
+    off = simulate(model, x, threads=2, **settings)
+    assert calls == ["steps"] * 5 and off.settings["rows_apart"] is False and apart.settings["rows_apart"] is True
+    results_equal(stepped, off, rasters=False)
+    with pytest.raises(ValueError, match="rows_apart must be true or false, got 'no'"):
+        simulate(model, x, steps=2, options={"event": {"rows_apart": "no"}})

@@ -149,7 +149,7 @@ class _DenseDelivery(_Delivery):
             kernels.fill_dense(parallel, starts, counts, flat, buf["spikes"])
             product = self.product(torch.from_numpy(buf["spikes"]), out=torch.from_numpy(buf["product"]))
             torch.from_numpy(out).add_(product)  # on torch's threads, which the run sizes
-            kernels.count_sops(starts, counts, flat, *count)
+            kernels.count_sops(parallel, starts, counts, flat, *count)
         else:
             kernels.deliver_dense(parallel, starts, counts, flat, self.wt, out, *count)
 
@@ -213,7 +213,7 @@ class _ConvDelivery(_Delivery):
             spikes = self.buffer_dense(batch)
             kernels.fill_dense(parallel, starts, counts, flat, spikes)
             torch.from_numpy(out).add_(self.product(torch.from_numpy(spikes)))  # on torch's threads
-            kernels.count_sops(starts, counts, flat, *count)
+            kernels.count_sops(parallel, starts, counts, flat, *count)
         else:
             kernels.deliver_conv(parallel, starts, counts, flat, self.hw, self.taps, self.start, self.length,
                                  self.tap, self.pos, self.kernel, self.buffer(batch)["scatter"], out, *count)
@@ -253,13 +253,21 @@ class EventEngine(Engine):
         conv2d projections use torch's matmul / conv2d instead of the event
         kernels, at batch >= 8; ``1.0`` disables it. Default: each
         projection's measured crossover (:func:`blas_cost_ratio`).
+    rows_apart : bool, default=True
+        On several threads, run a batch with its rows apart where no step
+        goes dense (see Notes); ``False``: always step by step. The results
+        are the same either way; this only changes where threads wait.
     """
 
     name = "event"
 
-    def __init__(self, model: SpikingModel, *, dtype: str = "float32", dense_above: float | None = None):
+    def __init__(self, model: SpikingModel, *, dtype: str = "float32", dense_above: float | None = None,
+                 rows_apart: bool = True):
         super().__init__(model, dtype=dtype)
         self.dense_above = None if dense_above is None else float(dense_above)
+        if not isinstance(rows_apart, (bool, np.bool_)):
+            raise ValueError(f"event engine option rows_apart must be true or false, got {rows_apart!r}")
+        self.rows_apart = bool(rows_apart)
         self.params = [NeuronParams.from_population(p, self.dtype, engine=self.name, dt=model.dt,
                                                     kinds=EVENT_KINDS) for p in model.populations]
         self.tables = [_param_table(p, n, self.dtype) for p, n in zip(self.params, (q.size for q in model.populations))]
@@ -312,7 +320,7 @@ class EventEngine(Engine):
 
     @property
     def settings(self) -> dict:
-        return {**super().settings, "dense_above": self.dense_above}
+        return {**super().settings, "dense_above": self.dense_above, "rows_apart": self.rows_apart}
 
     def table_bytes(self) -> int:
         size = self.dtype.itemsize
@@ -388,7 +396,7 @@ class EventEngine(Engine):
                 pending[j, slot] = True
 
         records = (in_indptr, in_counts, in_flat, out.count_stack, out.sop_stack, marks, membrane_out)
-        if parallel and self._rows_apart(loop, recorded, in_indptr if encoded.is_spiking else None):
+        if parallel and self.rows_apart and self._rows_apart(loop, recorded, in_indptr if encoded.is_spiking else None):
             kernels.run_rows(min(numba.get_num_threads(), batch), steps, encoded.is_spiking, flags, pop_flags,
                              may_fire, routes, self.route_ptr, self.analog_routes, loop.limit_array, *loop.arrays,
                              *records)

@@ -260,10 +260,21 @@ def spike_rows(parallel: bool, raster: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @njit(**_jit)
-def count_sops(starts, counts, flat, synapses, connections, sops, nominal, t):
-    """:func:`_count_row` for every row: the SOPs of a step delivered by BLAS."""
+def _count_sops_serial(starts, counts, flat, synapses, connections, sops, nominal, t):
     for b in range(counts.shape[0]):
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
+
+
+@njit(parallel=True, **_jit)
+def _count_sops_parallel(starts, counts, flat, synapses, connections, sops, nominal, t):
+    for b in prange(counts.shape[0]):
+        _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
+
+
+def count_sops(parallel: bool, starts, counts, flat, synapses, connections, sops, nominal, t) -> None:
+    """:func:`_count_row` for every row: the SOPs of a step delivered by BLAS."""
+    (_count_sops_parallel if parallel else _count_sops_serial)(starts, counts, flat, synapses, connections, sops,
+                                                               nominal, t)
 
 
 # --- the fused neuron step ---------------------------------------------------------------------------------------
