@@ -41,6 +41,7 @@ NOT_RUN = {  # commands whose output the README quotes but the suite does not ru
     "python benchmarks/event_engine.py": "11 minutes of wall times, with SpikingJelly",
     "python benchmarks/event_engine.py --no-brian2": "10 minutes of wall times; the README quotes some of its lines",
     "python benchmarks/event_engine.py --no-brian2 --only mlp --batch 1": "3 minutes of wall times, of two versions",
+    "python benchmarks/event_engine.py --no-brian2 --only mlp --batch 64": "3 minutes of wall times",
     "python benchmarks/torch_engine.py": "4 minutes of wall times, with SpikingJelly",
 }
 
