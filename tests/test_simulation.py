@@ -17,7 +17,7 @@ def test_settings_are_recorded(x):
     r = evsnn.simulate(make_mlp(), x, steps=7, encoding="poisson", seed=3, max_rate=200.0, batch_size=2)
     assert r.settings == {"steps": 7, "dt": 1e-3, "encoding": "poisson", "seed": 3, "max_rate": 200.0,
                           "scale": 1.0, "batch_size": 2, "readout": "count", "dtype": "float32",
-                          "dense_above": None}
+                          "dense_above": None, "rows_apart": True}
     assert r.engine == "event" and r.output.shape == (3, 7, 10) and r.wall_time > 0
 
 
