@@ -19,6 +19,8 @@ OP_LABELS = {"sop": "SOP", "input_mac": "input MAC", "graded_mac": "graded MAC",
              "update_li": "LI update", "update_cuba_li": "CubaLI update", "update_i": "I update",
              "update_threshold": "threshold update",
              "bias_add": "bias add", "ann_mac": "ANN MAC", "ann_bias_add": "ANN bias add"}
+#: The classes of the events a run sends through synapses: named in the brief line, listed even when zero.
+EVENT_OPS = ("sop", "input_mac", "graded_mac")
 
 
 def format_energy(pj: float | None, *, unit: str | None = None) -> str:
@@ -55,7 +57,7 @@ def format_brief(d: dict[str, Any]) -> str:
     snn, ann, r = d["snn"], d["ann"], d["ratios"]
     unit = energy_unit(snn["energy_pj"]["mean"])
     ops = ", ".join(f"{v['count']['mean']:,.0f} {OP_LABELS[op]}s" for op, v in snn["totals"].items()
-                    if op in ("sop", "input_mac", "graded_mac"))
+                    if op in EVENT_OPS)
     lines = [f"energy ({d['preset']['name']}): SNN {_e_pm(snn['energy_pj'], unit)} per sample "
              f"({ops}; {d['steps']} steps, mean ± std over {d['samples']} samples)"]
     ann_e = ann["energy_pj"]
@@ -102,7 +104,7 @@ def format_report(d: dict[str, Any]) -> str:
     lines += ["", f"SNN per sample (mean ± std over {d['samples']} samples; {d['steps']} steps):"]
     rows = []
     for it in snn["items"]:
-        if it["count"]["mean"] == 0 and it["count"]["std"] == 0 and it["op"] not in ("sop", "input_mac", "graded_mac"):
+        if it["count"]["mean"] == 0 and it["count"]["std"] == 0 and it["op"] not in EVENT_OPS:
             continue
         cost = "unpriced" if it["cost_pj"] is None else f"{it['cost_pj']:g}"
         rows.append([it["item"], OP_LABELS[it["op"]], it["detail"], _pm(it["count"]), cost,
