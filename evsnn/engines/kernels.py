@@ -12,26 +12,28 @@ The summation order of each target is the one of the scipy loops these
 kernels replace (docs/design.md, "Engines"): spikes in ascending source
 order, added one by one (dense rows: straight into the target's input; conv
 scatter and CSR: into a zeroed buffer that is then added), so float64 runs
-are bit-identical to them. Compiled with ``cache=True`` (the first import
-compiles, later ones load from ``__pycache__``) and ``nogil=True``.
+are bit-identical to them. Compiled by :func:`evsnn.engines.jit.compiled`: ``nogil=True``, and
+numba's on-disk cache (the first run compiles, later ones load from
+``__pycache__``) filled under a lock, so that processes compiling at once
+cannot corrupt it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import compiled
 
 __all__ = ["deliver_dense", "deliver_conv", "deliver_csr", "fill_dense", "count_sops", "neuron_step", "run_steps",
            "run_rows", "spike_rows",
            "PARAM_ROWS", "FLAG_ROWS", "POP_ROWS", "ROUTE_ROWS", "LISTS", "MODE_DISCRETE", "MODE_ODE", "MODE_ODE_CUBA",
            "MODE_THRESHOLD"]
 
-_jit = dict(cache=True, nogil=True)
-
 # --- SOP counting (from the spikes only) ----------------------------------------------------------------------------
 
 
-@njit(**_jit)
+@compiled()
 def _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t):
     """``sops[b, t]``: the sum of ``synapses[j]`` over row ``b``'s spikes ``j`` (``nominal``: of ``connections[j]``)
     -- the SOP rule of :meth:`evsnn.ops.Dense.fan_out`, applied to the spikes (never to what a delivery kernel did)."""
@@ -49,7 +51,7 @@ def _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 # --- delivery (each row's SOPs counted in the same call) -------------------------------------------------------------
 
 
-@njit(**_jit)
+@compiled()
 def _dense_row(b, starts, counts, flat, wt, out):
     """``out[b] += wt[j]`` for each spike ``j`` of row ``b``, in order (scipy's csr_matvecs order)."""
     n_out = wt.shape[1]
@@ -60,21 +62,21 @@ def _dense_row(b, starts, counts, flat, wt, out):
             out[b, i] += wt[j, i]
 
 
-@njit(**_jit)
+@compiled()
 def _deliver_dense_serial(lo, hi, starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
     for b in range(lo, hi):
         _dense_row(b, starts, counts, flat, wt, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _deliver_dense_parallel(starts, counts, flat, wt, out, synapses, connections, sops, nominal, t):
     for b in prange(out.shape[0]):
         _dense_row(b, starts, counts, flat, wt, out)
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(**_jit)
+@compiled()
 def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out):
     """Kernel scatter of row ``b``: one slice ``kernel[(c, tap)]`` per (spike, tap) pair into ``buf[b]``
     (channel-last, zeroed first), then ``buf[b]`` added to ``out[b]`` (channel-first)."""
@@ -99,7 +101,7 @@ def _conv_row(b, starts, counts, flat, hw, taps, start, length, tap, pos, kernel
             out[b, base + q] += rb[q, o]
 
 
-@njit(**_jit)
+@compiled()
 def _deliver_conv_serial(lo, hi, starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
                          connections, sops, nominal, t):
     for b in range(lo, hi):
@@ -107,7 +109,7 @@ def _deliver_conv_serial(lo, hi, starts, counts, flat, hw, taps, start, length, 
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, pos, kernel, buf, out, synapses,
                            connections, sops, nominal, t):
     for b in prange(out.shape[0]):
@@ -115,7 +117,7 @@ def _deliver_conv_parallel(starts, counts, flat, hw, taps, start, length, tap, p
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(**_jit)
+@compiled()
 def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
     """Row ``b`` of ``S @ W.T`` with ``W.T`` in CSR, summed in ``buf[b]`` (zeroed first), then added to ``out[b]``
     (scipy's csr_matmat order)."""
@@ -132,7 +134,7 @@ def _csr_row(b, starts, counts, flat, indptr, indices, data, buf, out):
         out[b, i] += rb[i]
 
 
-@njit(**_jit)
+@compiled()
 def _deliver_csr_serial(lo, hi, starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops,
                         nominal, t):
     for b in range(lo, hi):
@@ -140,7 +142,7 @@ def _deliver_csr_serial(lo, hi, starts, counts, flat, indptr, indices, data, buf
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out, synapses, connections, sops,
                           nominal, t):
     for b in prange(out.shape[0]):
@@ -148,7 +150,7 @@ def _deliver_csr_parallel(starts, counts, flat, indptr, indices, data, buf, out,
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(**_jit)
+@compiled()
 def _fill_row(b, starts, counts, flat, dense):
     dense[b, :] = 0
     s = starts[b]
@@ -156,13 +158,13 @@ def _fill_row(b, starts, counts, flat, dense):
         dense[b, flat[k]] = 1
 
 
-@njit(**_jit)
+@compiled()
 def _fill_dense_serial(starts, counts, flat, dense):
     for b in range(dense.shape[0]):
         _fill_row(b, starts, counts, flat, dense)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _fill_dense_parallel(starts, counts, flat, dense):
     for b in prange(dense.shape[0]):
         _fill_row(b, starts, counts, flat, dense)
@@ -207,7 +209,7 @@ def fill_dense(parallel: bool, starts, counts, flat, dense) -> None:
 # --- the input's spikes as rows ----------------------------------------------------------------------------------
 
 
-@njit(**_jit)
+@compiled()
 def _row_count(raster, r, indptr):
     c = 0
     for j in range(raster.shape[1]):
@@ -215,7 +217,7 @@ def _row_count(raster, r, indptr):
     indptr[r + 1] = c
 
 
-@njit(**_jit)
+@compiled()
 def _row_fill(raster, r, indptr, flat):
     k = indptr[r]
     for j in range(raster.shape[1]):
@@ -224,7 +226,7 @@ def _row_fill(raster, r, indptr, flat):
             k += 1
 
 
-@njit(**_jit)
+@compiled()
 def _spike_rows_serial(raster, indptr):
     for r in range(raster.shape[0]):
         _row_count(raster, r, indptr)
@@ -236,7 +238,7 @@ def _spike_rows_serial(raster, indptr):
     return flat
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _spike_rows_parallel(raster, indptr):
     for r in prange(raster.shape[0]):
         _row_count(raster, r, indptr)
@@ -259,13 +261,13 @@ def spike_rows(parallel: bool, raster: np.ndarray) -> tuple[np.ndarray, np.ndarr
 # --- counts (for the BLAS path, whose deliveries do not count) ------------------------------------------------------
 
 
-@njit(**_jit)
+@compiled()
 def _count_sops_serial(starts, counts, flat, synapses, connections, sops, nominal, t):
     for b in range(counts.shape[0]):
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _count_sops_parallel(starts, counts, flat, synapses, connections, sops, nominal, t):
     for b in prange(counts.shape[0]):
         _count_row(b, starts, counts, flat, synapses, connections, sops, nominal, t)
@@ -296,7 +298,7 @@ EXTRA_STATE = {MODE_ODE_CUBA: ("i",), MODE_SRM: ("i", "psp", "refractory")}
 FLAG_ROWS = ("mode", "leak", "held", "strict", "reset_zero", "emit", "mark")
 
 
-@njit(**_jit)
+@compiled()
 def _integrate_row(b, v, extra, current, held, p, mode, has_leak, use_held):
     """Pass 1 of row ``b``: the sub-threshold update of :func:`evsnn.engines.neurons.integrate`, the same operations
     in the same order, ``current[b]`` zeroed; returns how many potentials are at or above threshold. No branch on
@@ -369,7 +371,7 @@ def _integrate_row(b, v, extra, current, held, p, mode, has_leak, use_held):
     return crossing
 
 
-@njit(**_jit)
+@compiled()
 def _fire_row(b, v, extra, p, srm, strict, reset_zero, idx):
     """Pass 2 of row ``b``, run only when a potential reached threshold: threshold and reset
     (:func:`evsnn.engines.neurons.neuron_step`), the spike indices to ``idx[b]`` in ascending order; returns their
@@ -398,7 +400,7 @@ def _fire_row(b, v, extra, p, srm, strict, reset_zero, idx):
     return m, above
 
 
-@njit(**_jit)
+@compiled()
 def _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     """One row of the fused step, the same operations in the same order as :mod:`evsnn.engines.neurons`: integrate
     every neuron, then, only where a potential reached threshold, fire and reset. Spike indices go to
@@ -418,7 +420,7 @@ def _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold,
             marks[b, t, idx[b, k]] = 1
 
 
-@njit(**_jit)
+@compiled()
 def _neuron_serial(lo, hi, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     total = 0
     above = False
@@ -429,7 +431,7 @@ def _neuron_serial(lo, hi, v, extra, current, held, p, flags, idx, counts, at_th
     return total, above
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _neuron_parallel(v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t):
     for b in prange(v.shape[0]):
         _neuron_row(b, v, extra, current, held, p, flags, idx, counts, at_threshold, record, marks, t)
@@ -479,7 +481,7 @@ LISTS = {"float1": ("bias", "csr_data"),
  _B_CONVBUF, _B_FLAT, _B_COUNTS, _B_STARTS, _B_CONVT, _B_CSRT) = range(sum(len(v) for v in LISTS.values()))
 
 
-@njit(**_jit)
+@compiled()
 def _deliver_route(parallel, lo, hi, route, k, starts, counts, flat, out, fan_out, sop_rec, t, bases, f1, f2, f3, i1):
     """Deliver one step's spikes through route ``k`` (a row of the route table) with its event kernel into ``out``
     (the target's ring slot), counting their SOPs (``fan_out``: synapses of route ``k`` at ``k``, connections at
@@ -516,7 +518,7 @@ def _deliver_route(parallel, lo, hi, route, k, starts, counts, flat, out, fan_ou
                                 t)
 
 
-@njit(**_jit)
+@compiled()
 def _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
     """Row ``b`` of population ``i``'s input at step ``t``: ``into[b]`` zeroed first where ``clear`` (the held
     buffer), then each analog input that has reached it, in order, then its bias."""
@@ -530,19 +532,19 @@ def _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
         row += f1[bases[_B_BIAS] + i]
 
 
-@njit(**_jit)
+@compiled()
 def _add_input_serial(lo, hi, into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
     for b in range(lo, hi):
         _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _add_input_parallel(into, i, t, clear, has_bias, analog_routes, bases, f1, f2):
     for b in prange(into.shape[0]):
         _add_input_row(b, into, i, t, clear, has_bias, analog_routes, bases, f1, f2)
 
 
-@njit(**_jit)
+@compiled()
 def _fed(analog_routes, i, t):
     """Whether an analog input has reached population ``i`` by step ``t``."""
     fed = False
@@ -551,7 +553,7 @@ def _fed(analog_routes, i, t):
     return fed
 
 
-@njit(**_jit)
+@compiled()
 def run_steps(t, first, steps, parallel, lo, hi, handback, spiking, flags, pop_flags, pending, may_fire, routes,
               route_ptr, analog_routes, limits, bases, f1, f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts,
               in_flat, count_rec, sop_rec, marks, membrane_out):
@@ -645,7 +647,7 @@ def run_steps(t, first, steps, parallel, lo, hi, handback, spiking, flags, pop_f
     return steps, -1, 0, False
 
 
-@njit(parallel=True, **_jit)
+@compiled(parallel=True)
 def _run_parts(parts, steps, spiking, flags, pop_flags, may_fire, routes, route_ptr, analog_routes, limits, bases, f1,
                f2, f3, i1, fan_out, idx, at_threshold, in_indptr, in_counts, in_flat, count_rec, sop_rec, marks,
                membrane_out):
