@@ -314,10 +314,34 @@ def test_threads_are_restored_after_a_run():
     assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_analog_product_sums_the_nonzero_inputs_in_order_in_float64(dtype, parallel):
+    """kernels.analog_dense against a numpy loop over the inputs in order (float64 sums, one rounding at the end),
+    bit for bit; zero inputs (most of an image) are skipped, which changes no bit."""
+    rng = np.random.default_rng(5)
+    x = rng.random((9, 40)).astype(dtype)
+    x[x < 0.6] = 0  # 60 % zeros, one row all zero
+    x[4] = 0
+    wt = rng.normal(0, 1, (40, 33)).astype(dtype)
+    expected = np.zeros((9, 33), dtype=dtype)
+    for b in range(9):
+        acc = np.zeros(33)
+        for j in range(40):
+            acc += np.float64(x[b, j]) * wt[j].astype(np.float64)
+        expected[b] = acc
+    out = np.full((9, 33), np.nan, dtype=dtype)
+    kernels.analog_dense(parallel, x, wt, out)
+    assert np.abs(out).max() > 0 and not out[4].any()
+    assert np.array_equal(out.view(np.uint8), expected.view(np.uint8))
+    if dtype == "float32":  # the float32 result is the float64 product, rounded once (a BLAS sgemm rounds each step)
+        assert np.array_equal(out, (x.astype(np.float64) @ wt.astype(np.float64)).astype(np.float32))
+
+
 def test_a_wide_analog_input_layer_gives_the_same_float32_sums_on_any_threads():
-    """The input layer's product (analog input, once per batch) is large enough for BLAS to split it over threads,
-    which changes float32 sums; it runs on one BLAS thread, so threads=1 and 2 give the same bits (the membrane
-    read-out shows every bit of the sums)."""
+    """The input layer's product (analog input, once per batch) runs on the run's threads, each row's sums in one
+    order (kernels.analog_dense), so threads=1 and 2 give the same bits (the membrane read-out shows every bit of
+    the sums)."""
     from evsnn import InputSpec, SpikingModel
     from evsnn.simulation import simulate
 

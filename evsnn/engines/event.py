@@ -117,6 +117,12 @@ class _Delivery:
         density = blas_cost_ratio(self.op.kind, batch) * self.macs / self.op.n_connections()
         return density * batch * self.op.n_in if density < 1 else np.inf
 
+    def analog(self, parallel: bool, x: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] =`` the operator applied to analog input ``x`` (batch, n_in) in this dtype: the operator's own
+        product, on one BLAS thread so that the sums are the same whatever the run's thread count."""
+        with one_blas_thread():
+            out[...] = self.op.forward(x.astype(self.dtype))
+
     def buffer(self, batch: int) -> dict[str, np.ndarray]:
         if batch not in self.buffers:
             self.buffers[batch] = self.allocate(batch)
@@ -136,6 +142,10 @@ class _DenseDelivery(_Delivery):
         self.product = TorchOperator(op, dtype=_torch_dtype(dtype))  # dense steps
         self.wt = self.product.weight_t.numpy()  # (n_in, n_out), the same memory, for the event kernel
         self.macs = dense_macs(op)
+
+    def analog(self, parallel: bool, x: np.ndarray, out: np.ndarray) -> None:
+        """A compiled product over the non-zero inputs, on the run's threads (:func:`kernels.analog_dense`)."""
+        kernels.analog_dense(parallel, np.ascontiguousarray(x, dtype=self.dtype), self.wt, out)
 
     def allocate(self, batch: int) -> dict[str, np.ndarray]:
         n_in, n_out = self.wt.shape
@@ -379,9 +389,8 @@ class EventEngine(Engine):
         else:
             in_indptr = in_counts = in_flat = np.zeros(1, dtype=np.int64)
             x = encoded.current(start, stop)
-            for k, pr in enumerate(self.outgoing[INPUT]):
-                with one_blas_thread():  # the same sums whatever `threads` is
-                    loop.analog[k][...] = pr.op.forward(x.astype(dtype))  # reaches the target from step `delay` on
+            for k, pr in enumerate(self.outgoing[INPUT]):  # reaches the target from step `delay` on
+                self.deliveries[pr.name].analog(parallel, x, loop.analog[k])
                 out.input_macs[pr.name][:] = pr.op.input_macs(x)[:, None]  # per sample, the same every step
         marks = np.zeros((1, 1, 1), dtype=np.int64) if self.membrane else out.output
         membrane_out = out.output if self.membrane else np.zeros((1, 1, 1), dtype=np.float64)
