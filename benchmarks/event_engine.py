@@ -450,14 +450,16 @@ def thread_scaling(models, data, args, sizes) -> dict:
         enc = encode(model, data.x_test[:n], steps=args.steps, seed=0, encoding=encoding)
         t1, r1 = time_event(model, enc, 64, sizes["repeats"], threads=1)
         t2, r2 = time_event(model, enc, 64, sizes["repeats"], threads=2)
-        same = all(np.array_equal(getattr(r1, f)[k], getattr(r2, f)[k])
-                   for f in ("spike_counts", "sops") for k in getattr(r1, f))
+        def same_as(r: evsnn.Result) -> bool:
+            return all(np.array_equal(getattr(r1, f)[k], getattr(r, f)[k])
+                       for f in ("spike_counts", "sops") for k in getattr(r1, f))
+
+        same = same_as(r2)
         speedups[name, norm] = t1 / t2
         stepped = ""
         if ROWS_APART:
             t3, r3 = time_event(model, enc, 64, sizes["repeats"], threads=2, options={"event": {"rows_apart": False}})
-            same &= all(np.array_equal(getattr(r1, f)[k], getattr(r3, f)[k])
-                        for f in ("spike_counts", "sops") for k in getattr(r1, f))
+            same &= same_as(r3)
             stepped = f"{1e3 * t3 / n:>21.2f}{t1 / t3:>10.2f}"
         print(f"{name:<24}{norm:>6}{encoding:>9}{1e3 * t1 / n:>20.2f}{1e3 * t2 / n:>21.2f}{t1 / t2:>10.2f}"
               f"{str(same):>11}{stepped}", flush=True)

@@ -58,22 +58,17 @@ def _cache_lock(folder: str | None) -> Iterator[None]:
     """Hold the exclusive lock of cache ``folder`` (re-entrant: a kernel compiles the kernels it calls)."""
     global _held
     with global_compiler_lock:  # first numba's in-process lock, so that no two threads wait on each other
-        if _held or fcntl is None or folder is None:
-            _held += 1
+        handle = None
+        if not _held and fcntl is not None and folder is not None:  # the outermost compilation takes the lock
             try:
-                yield
-            finally:
-                _held -= 1
-            return
-        try:
-            os.makedirs(folder, exist_ok=True)
-            handle = open(os.path.join(folder, LOCK_NAME), "a")
-        except OSError:  # a cache folder we cannot write to: numba will not save there either
-            handle = None
+                os.makedirs(folder, exist_ok=True)
+                handle = open(os.path.join(folder, LOCK_NAME), "a")
+            except OSError:  # a cache folder we cannot write to: numba will not save there either
+                handle = None
+        _held += 1
         try:
             if handle is not None:
                 fcntl.flock(handle, fcntl.LOCK_EX)
-            _held += 1
             yield
         finally:
             _held -= 1
